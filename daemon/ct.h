@@ -1,0 +1,3 @@
+#ifndef UPLINKD_CT_H
+#define UPLINKD_CT_H
+#endif

@@ -1,0 +1,3 @@
+#ifndef UPLINKD_QUEUE_H
+#define UPLINKD_QUEUE_H
+#endif

@@ -1,0 +1,3 @@
+#ifndef UPLINKD_RULES_H
+#define UPLINKD_RULES_H
+#endif

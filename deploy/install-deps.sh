@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs what building, running and testing uplinkd needs on Debian 12.
+# Idempotent; needs root.  Used by the README's two commands and by CI.
+set -eu
+PKGS="build-essential autoconf automake libtool pkg-config
+ libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev
+ libprotobuf-c-dev protobuf-c-compiler libssl-dev libyaml-dev libsystemd-dev
+ iptables nftables conntrack iproute2 keepalived openssl
+ clang python3 procps"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "install-deps: installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# keepalived's package starts a service that would grab VRRP on the host;
+# the lab runs its own instances in namespaces.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q keepalived 2>/dev/null; then
+	systemctl stop keepalived || true
+fi

@@ -1,0 +1,80 @@
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "ev.h"
+#include "tap.h"
+
+struct state {
+	struct ev_loop *loop;
+	int ticks;
+	int reads;
+	int hooks;
+	int wfd;
+};
+
+static int64_t
+tick(void *data)
+{
+	struct state *st = data;
+
+	if (++st->ticks == 3) {
+		if (write(st->wfd, "x", 1) != 1)
+			abort();
+		return EV_TIMER_STOP;
+	}
+	return 5;
+}
+
+static void
+on_read(int fd, void *data)
+{
+	struct state *st = data;
+	char c;
+
+	if (read(fd, &c, 1) == 1)
+		st->reads++;
+	ev_fd_del(st->loop, fd);
+	ev_stop(st->loop);
+}
+
+static void
+hook(void *data)
+{
+	((struct state *)data)->hooks++;
+}
+
+static int64_t
+never(void *data)
+{
+	(void)data;
+	abort();
+}
+
+int
+main(void)
+{
+	struct state st = { 0 };
+	int fds[2];
+	struct ev_timer *t;
+
+	if (pipe(fds) == -1)
+		return 1;
+	st.loop = ev_create();
+	st.wfd = fds[1];
+	tap_ok(st.loop != NULL, "loop created");
+	tap_ok(ev_fd_add(st.loop, fds[0], on_read, NULL, &st) == 0, "fd added");
+	tap_ok(ev_fd_add(st.loop, fds[0], on_read, NULL, &st) == -1, "fd added twice refused");
+	tap_ok(ev_timer_add(st.loop, 1, tick, &st) != NULL, "timer added");
+	t = ev_timer_add(st.loop, 1, never, &st);
+	ev_timer_del(st.loop, t);
+	tap_ok(ev_hook_add(st.loop, hook, &st) == 0, "hook added");
+	tap_ok(ev_run(st.loop) == 0, "loop ran");
+	tap_ok(st.ticks == 3, "timer repeated until it stopped (%d)", st.ticks);
+	tap_ok(st.reads == 1, "read callback ran");
+	tap_ok(st.hooks >= 3, "before-sleep hook ran each iteration (%d)", st.hooks);
+	ev_destroy(st.loop);
+	ev_destroy(NULL);
+	close(fds[0]);
+	close(fds[1]);
+	return tap_done();
+}
