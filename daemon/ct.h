@@ -1,3 +1,71 @@
+/*
+ * ct: the kernel conntrack table as uplinkd sees it (libnetfilter_conntrack
+ * on libmnl).
+ *
+ * Events: one netlink socket subscribed to conntrack NEW and DESTROY, with
+ * a BPF filter in the kernel that passes only entries carrying one of the
+ * provider marks, so unrelated connections cost nothing in userspace.  The
+ * NEW event fires when the connection is confirmed, after SNAT, so its
+ * reply tuple already carries the translated source address and port.
+ *
+ * Overruns: when the kernel could not queue an event (ENOBUFS), events
+ * were lost; the owner is told (CT_OVERRUN) and answers with a resync from
+ * a dump.  Dumps are filtered by mark in the kernel, one per provider, and
+ * are synchronous (at start, and on overrun).
+ */
 #ifndef UPLINKD_CT_H
 #define UPLINKD_CT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ev.h"
+#include "flows.h"
+
+enum ct_event {
+	CT_NEW,
+	CT_DESTROY,
+	CT_OVERRUN,		/* events were lost: resync (flow is NULL) */
+};
+
+/* `f` is only valid during the call.  f->created/updated are 0: the owner
+ * stamps them with its clock. */
+typedef void (*ct_event_cb)(enum ct_event ev, const struct flow *f, void *data);
+typedef void (*ct_dump_cb)(const struct flow *f, void *data);
+
+struct ct_stats {
+	uint64_t events_new;
+	uint64_t events_destroy;
+	uint64_t ignored;	/* no provider mark (filter raced a reload) */
+	uint64_t parse_errors;
+	uint64_t enobufs;
+	uint64_t dumps;
+	uint64_t dumped;	/* entries read by dumps */
+};
+
+struct ct;
+
+/* cfg must outlive ct (a reload creates a new one).  NULL with errno. */
+struct ct *ct_create(struct ev_loop *loop, const struct config *cfg,
+    ct_event_cb cb, void *data);
+void ct_destroy(struct ct *ct);
+
+/* Calls cb for every kernel entry with a provider mark.  Returns the number
+ * of entries, or -1 with errno. */
+long ct_dump(struct ct *ct, ct_dump_cb cb, void *data);
+
+/*
+ * Writes into buf a ctnetlink message that creates f's entry as it was on
+ * the node that owned it: the original tuple, source NAT to
+ * nat_src:nat_port (the kernel derives the reply tuple from it, which is
+ * what makes the translation real), the mark, SEEN_REPLY|ASSURED, and for
+ * TCP the ESTABLISHED state with liberal window tracking on both sides
+ * (the injected entry never saw the window).  Returns the message length,
+ * or -1 with errno ENOSPC when it does not fit.
+ */
+int ct_put_create(void *buf, size_t space, const struct flow *f,
+    uint32_t timeout_s, uint32_t seq);
+void ct_get_stats(const struct ct *ct, struct ct_stats *out);
+
 #endif

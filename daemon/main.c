@@ -1,11 +1,649 @@
+/*
+ * uplinkd: picks a provider for every new connection from the LAN and keeps
+ * the kernel datapath that carries it.  This file wires the modules
+ * together and owns the daemon's lifecycle: start, reload, stop.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "log.h"
+#include "rules.h"
+#include "uplinkd.h"
+
+#define UPLINKD_DEFAULT_CONFIG SYSCONFDIR "/uplinkd/uplinkd.yaml"
+#define UPLINKD_MAX_FLOWS (4u << 20)
+#define UPLINKD_RESYNC_DELAY_MS 200
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+"Usage: uplinkd [-f] [-v] [-c FILE]\n"
+"       uplinkd -n -c FILE\n"
+"       uplinkd --print-config -c FILE\n"
+"       uplinkd --print-rules -c FILE\n"
+"\n"
+"uplinkd chooses an Internet provider (uplink) for every new connection from\n"
+"the internal network.  It sees the first packet of each connection through\n"
+"NFQUEUE, picks a healthy provider (wrr, wlc, source-hash or maglev, optionally\n"
+"sticky per internal host), and marks the connection so that policy routing and\n"
+"SNAT send it out through that provider with that provider's source address.\n"
+"It installs and removes its own iptables chains (UPLINKD-*), an nft leak guard\n"
+"(table ip uplinkd) and one routing table per provider.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE   configuration file (default " UPLINKD_DEFAULT_CONFIG ")\n"
+"  -f, --foreground    stay in the foreground and log to stderr\n"
+"  -v, --verbose       log debug messages too\n"
+"  -n, --check         check the configuration and exit: 0 valid, 1 not\n"
+"      --print-config  print the effective configuration (defaults filled in)\n"
+"      --print-rules   print the iptables, nft and ip commands uplinkd installs\n"
+"  -h, --help          show this help\n"
+"  -V, --version       show the version\n"
+"\n"
+"Signals: SIGTERM/SIGINT stop and remove everything uplinkd installed;\n"
+"SIGHUP reloads the configuration (a file with errors keeps the running one).\n"
+"Control: uplinkctl(8) talks to the daemon over its control socket.\n"
+"Exit status: 0 on a clean stop or a valid check, 1 on failure, 2 on bad usage.\n");
+}
+
+const char *
+uplinkd_role_name(enum uplinkd_role role)
+{
+	switch (role) {
+	case ROLE_MASTER:
+		return "master";
+	case ROLE_BACKUP:
+		return "backup";
+	case ROLE_FAULT:
+		return "fault";
+	default:
+		return "init";
+	}
+}
+
+uint32_t
+uplinkd_now_s(const struct uplinkd *d)
+{
+	return (uint32_t)(d->start_wall_s + (ev_now_ms(d->loop) - d->start_ms) / 1000);
+}
+
+const char *
+uplinkd_provider_state(const struct uplinkd *d, size_t i)
+{
+	if (d->draining[i])
+		return "draining";
+	return health_up(d->health, i) ? "up" : "down";
+}
+
+static bool
+provider_usable(const struct uplinkd *d, size_t i)
+{
+	return !d->draining[i] && health_up(d->health, i);
+}
+
+/* Pushes usability into the scheduler and the kernel fallback chain. */
+static void
+apply_usability(struct uplinkd *d)
+{
+	bool usable[CFG_MAX_PROVIDERS];
+	char err[512];
+
+	for (size_t i = 0; i < d->cfg->nproviders; i++) {
+		usable[i] = provider_usable(d, i);
+		sched_set_usable(d->sched, i, usable[i]);
+	}
+	if (rules_set_fallback(d->cfg, usable, err, sizeof(err)) == -1)
+		log_warnx("updating the kernel fallback mark: %s", err);
+}
+
+static struct queue_decision
+on_packet(const struct queue_packet *pkt, void *data)
+{
+	struct uplinkd *d = data;
+	struct queue_decision dec = { QUEUE_ACCEPT, 0 };
+	size_t p = sched_pick(d->sched, &pkt->tuple, flows_provider_counts(d->flows),
+	    ev_now_ms(d->loop));
+
+	d->decisions[p]++;
+	if (sched_degraded(d->sched))
+		d->decisions_degraded++;
+	dec.mark = d->cfg->providers[p].mark;
+	return dec;
+}
+
+static void
+flow_learned(struct uplinkd *d, const struct flow *f)
+{
+	struct flow copy = *f;
+	const struct flow *old = flows_lookup(d->flows, &f->key);
+	uint32_t now = uplinkd_now_s(d);
+
+	copy.created = old ? old->created : now;
+	copy.updated = now;
+	if (flows_upsert(d->flows, &copy) == -1)
+		d->flows_full++;
+}
+
+static void
+resync_dump_one(const struct flow *f, void *data)
+{
+	struct flows *seen = data;
+
+	if (flows_upsert(seen, f) == -1)
+		errno = ENOSPC;
+}
+
+static bool
+resync_keep(const struct flow *f, void *data)
+{
+	return flows_lookup(data, &f->key) != NULL;
+}
+
+static int
+resync_add(const struct flow *f, void *data)
+{
+	flow_learned(data, f);
+	return 0;
+}
+
+/*
+ * Mark and sweep from a dump: own flows the kernel no longer has are
+ * removed, the rest are (re)learned.  Used at start and after an event
+ * overrun, when the event stream can no longer be trusted.
+ */
+static int
+flows_resync(struct uplinkd *d)
+{
+	struct flows *seen = flows_create(UPLINKD_MAX_FLOWS);
+	size_t swept;
+	long n;
+
+	if (seen == NULL)
+		return -1;
+	if ((n = ct_dump(d->ct, resync_dump_one, seen)) == -1) {
+		log_warn("conntrack dump");
+		flows_destroy(seen);
+		return -1;
+	}
+	swept = flows_sweep(d->flows, FLOW_OWN, resync_keep, seen);
+	flows_foreach(seen, resync_add, d);
+	flows_destroy(seen);
+	d->resyncs++;
+	log_info("flow table resynced from conntrack: %ld flows, %zu stale removed", n, swept);
+	return 0;
+}
+
+static int64_t
+on_resync_timer(void *data)
+{
+	struct uplinkd *d = data;
+
+	d->resync_timer = NULL;
+	if (flows_resync(d) == -1)
+		return UPLINKD_RESYNC_DELAY_MS * 5;	/* try again */
+	return EV_TIMER_STOP;
+}
+
+static void
+on_ct_event(enum ct_event ev, const struct flow *f, void *data)
+{
+	struct uplinkd *d = data;
+
+	switch (ev) {
+	case CT_NEW:
+		flow_learned(d, f);
+		break;
+	case CT_DESTROY:
+		flows_delete(d->flows, &f->key, NULL);
+		break;
+	case CT_OVERRUN:
+		/* Coalesce: one resync after the burst, not one per error. */
+		if (d->resync_timer == NULL) {
+			log_warnx("conntrack events lost (socket buffer overrun); "
+			    "resyncing from a dump");
+			d->resync_timer = ev_timer_add(d->loop, UPLINKD_RESYNC_DELAY_MS,
+			    on_resync_timer, d);
+		}
+		break;
+	}
+}
+
+static void
+on_health(size_t provider, enum health_event ev, const char *reason, void *data)
+{
+	struct uplinkd *d = data;
+	const char *name = d->cfg->providers[provider].name;
+	char err[512];
+
+	switch (ev) {
+	case HEALTH_UP:
+		log_info("provider %s is up: %s", name, reason);
+		apply_usability(d);
+		break;
+	case HEALTH_DOWN:
+		log_warnx("provider %s is down: %s; new connections go elsewhere", name, reason);
+		apply_usability(d);
+		break;
+	case HEALTH_LINK_DOWN:
+		log_warnx("provider %s: link %s down", name, d->cfg->providers[provider].interface);
+		break;
+	case HEALTH_LINK_UP:
+		/* The kernel deleted the provider's routes with the link. */
+		log_info("provider %s: link %s up, restoring its route", name,
+		    d->cfg->providers[provider].interface);
+		if (rules_route_provider(d->cfg, provider, err, sizeof(err)) == -1)
+			log_warnx("provider %s: restoring route: %s", name, err);
+		break;
+	}
+}
+
+static int
+provider_arg(struct uplinkd *d, const struct ctl_request *req, char *err, size_t errlen)
+{
+	int i;
+
+	if (req->argc != 1) {
+		snprintf(err, errlen, "expected one provider name");
+		return -1;
+	}
+	if ((i = config_provider_index(d->cfg, req->argv[0])) < 0) {
+		snprintf(err, errlen, "no provider named \"%s\"", req->argv[0]);
+		return -1;
+	}
+	return i;
+}
+
+static enum ctl_status
+ctl_drain(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
+    void *data)
+{
+	struct uplinkd *d = data;
+	bool drain = req->type == CTL_DRAIN;
+	int i = provider_arg(d, req, err, errlen);
+
+	if (i < 0)
+		return CTL_USAGE;
+	if (d->draining[i] != drain) {
+		d->draining[i] = drain;
+		log_info("provider %s %s by operator", d->cfg->providers[i].name,
+		    drain ? "draining: keeps its connections, gets no new ones" : "undrained");
+		apply_usability(d);
+	}
+	emit_str(out, "provider", d->cfg->providers[i].name);
+	emit_str(out, "state", uplinkd_provider_state(d, (size_t)i));
+	emit_u64(out, "flows", flows_count_provider(d->flows, (size_t)i));
+	return CTL_OK;
+}
+
+static enum ctl_status
+ctl_ha(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
+    void *data)
+{
+	struct uplinkd *d = data;
+	enum uplinkd_role role;
+
+	if (req->argc != 1)
+		goto usage;
+	if (strcmp(req->argv[0], "master") == 0)
+		role = ROLE_MASTER;
+	else if (strcmp(req->argv[0], "backup") == 0)
+		role = ROLE_BACKUP;
+	else if (strcmp(req->argv[0], "fault") == 0)
+		role = ROLE_FAULT;
+	else
+		goto usage;
+	if (role != d->role) {
+		log_info("role %s -> %s (keepalived)", uplinkd_role_name(d->role),
+		    uplinkd_role_name(role));
+		d->role = role;
+		d->role_since_ms = ev_now_ms(d->loop);
+	}
+	emit_str(out, "role", uplinkd_role_name(d->role));
+	return CTL_OK;
+usage:
+	snprintf(err, errlen, "expected master, backup or fault");
+	return CTL_USAGE;
+}
+
+static bool
+datapath_same(const struct config *a, const struct config *b)
+{
+	char *x[3] = { rules_render_iptables(a, NULL), rules_render_nft(a), rules_render_routes(a) };
+	char *y[3] = { rules_render_iptables(b, NULL), rules_render_nft(b), rules_render_routes(b) };
+	bool same = true;
+
+	for (int i = 0; i < 3; i++) {
+		if (!x[i] || !y[i] || strcmp(x[i], y[i]) != 0)
+			same = false;
+		free(x[i]);
+		free(y[i]);
+	}
+	return same;
+}
+
+/*
+ * Reload: everything that depends on the config is built anew from the
+ * new one, and only when all of it stands is the old state let go.  A
+ * file with errors changes nothing.  Weight-only changes touch nothing in
+ * the kernel but the fallback chain, so no connection notices.
+ */
+static int
+reload(struct uplinkd *d, char *err, size_t errlen)
+{
+	struct config *ncfg = config_load(d->cfg->path, err, errlen);
+	struct config *ocfg = d->cfg;
+	struct sched *nsched = NULL;
+	struct health *nhealth = NULL;
+	struct ct *nct = NULL;
+	struct queue *nqueue = NULL;
+	bool full_rules;
+
+	d->reloads++;
+	if (ncfg == NULL)
+		goto fail;
+	if (strcmp(ncfg->control.socket, ocfg->control.socket) != 0)
+		log_warnx("reload: control.socket changed; the new path takes effect at restart");
+	full_rules = !datapath_same(ocfg, ncfg);
+	if ((nsched = sched_create(ncfg)) == NULL ||
+	    (nhealth = health_create(d->loop, ncfg, on_health, d)) == NULL) {
+		snprintf(err, errlen, "reload: %s", strerror(errno));
+		goto fail;
+	}
+	if ((nct = ct_create(d->loop, ncfg, on_ct_event, d)) == NULL) {
+		snprintf(err, errlen, "reload: conntrack events: %s", strerror(errno));
+		goto fail;
+	}
+	if (ncfg->queue.first != ocfg->queue.first || ncfg->queue.count != ocfg->queue.count) {
+		queue_destroy(d->queue);
+		d->queue = NULL;
+		if ((nqueue = queue_create(d->loop, ncfg->queue.first, ncfg->queue.count,
+		    on_packet, d)) == NULL)
+			log_warn("reload: binding the new queues; new connections use the "
+			    "kernel fallback until the next reload");
+	} else {
+		nqueue = d->queue;
+	}
+	if (full_rules) {
+		char rerr[512];
+
+		log_info("reload: datapath changed; reinstalling rules");
+		rules_remove(ocfg, rerr, sizeof(rerr));
+		if (rules_install(ncfg, NULL, rerr, sizeof(rerr)) == -1)
+			log_warnx("reload: installing rules: %s", rerr);
+	}
+	sched_destroy(d->sched);
+	health_destroy(d->health);
+	ct_destroy(d->ct);
+	d->sched = nsched;
+	d->health = nhealth;
+	d->ct = nct;
+	d->queue = nqueue;
+	d->cfg = ncfg;
+	/* Drain state follows provider names. */
+	{
+		bool draining[CFG_MAX_PROVIDERS] = { false };
+
+		for (size_t i = 0; i < ocfg->nproviders; i++) {
+			int j = config_provider_index(ncfg, ocfg->providers[i].name);
+			if (j >= 0)
+				draining[j] = d->draining[i];
+		}
+		memcpy(d->draining, draining, sizeof(draining));
+		memset(d->decisions, 0, sizeof(d->decisions));
+	}
+	config_free(ocfg);
+	apply_usability(d);
+	/* Provider indexes may have moved: relearn own flows. */
+	flows_sweep(d->flows, FLOW_OWN, NULL, NULL);
+	flows_resync(d);
+	log_info("configuration reloaded from %s", d->cfg->path);
+	return 0;
+fail:
+	d->reload_failures++;
+	snprintf(d->last_reload_error, sizeof(d->last_reload_error), "%s", err);
+	log_warnx("reload failed, keeping the running configuration: %s", err);
+	sched_destroy(nsched);
+	health_destroy(nhealth);
+	ct_destroy(nct);
+	config_free(ncfg);
+	return -1;
+}
+
+static enum ctl_status
+ctl_reload(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
+    void *data)
+{
+	struct uplinkd *d = data;
+
+	if (req->argc != 0) {
+		snprintf(err, errlen, "reload takes no arguments");
+		return CTL_USAGE;
+	}
+	if (reload(d, err, errlen) == -1)
+		return CTL_FAILED;
+	emit_str(out, "config", d->cfg->path);
+	emit_str(out, "result", "reloaded");
+	return CTL_OK;
+}
+
+static void
+on_signal(int fd, void *data)
+{
+	struct uplinkd *d = data;
+	struct signalfd_siginfo si;
+	char err[CFG_ERR_MAX];
+
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			log_info("SIGHUP: reloading %s", d->cfg->path);
+			reload(d, err, sizeof(err));
+			break;
+		case SIGTERM:
+		case SIGINT:
+			log_info("%s: stopping", strsignal((int)si.ssi_signo));
+			ev_stop(d->loop);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int
+setup_signals(struct uplinkd *d)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	if ((d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		return -1;
+	return ev_fd_add(d->loop, d->sigfd, on_signal, NULL, d);
+}
+
+static void
+notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
+
+static void
+check_sysctl(const char *path, const char *want, const char *why)
+{
+	char buf[16] = "";
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return;
+	if (fgets(buf, sizeof(buf), f) != NULL && strncmp(buf, want, strlen(want)) != 0)
+		log_warnx("%s is %.*s, expected %s: %s", path, (int)strcspn(buf, "\n"), buf, want, why);
+	fclose(f);
+}
+
+static int
+run(struct uplinkd *d)
+{
+	char err[512];
+	long n;
+
+	d->start_ms = ev_now_ms(d->loop);
+	d->start_wall_s = time(NULL);
+	d->role = d->cfg->has_sync ? ROLE_INIT : ROLE_MASTER;
+	d->role_since_ms = d->start_ms;
+	if (setup_signals(d) == -1)
+		fatal("signals");
+	/* The control socket first: it refuses to start a second daemon
+	 * before that one's rules are touched. */
+	if ((d->ctl = ctl_create(d->loop, d->cfg->control.socket)) == NULL)
+		fatal("control socket %s", d->cfg->control.socket);
+	if ((d->flows = flows_create(UPLINKD_MAX_FLOWS)) == NULL ||
+	    (d->sched = sched_create(d->cfg)) == NULL)
+		fatal("allocating state");
+	/* Subscribe before the dump so nothing falls between the two. */
+	if ((d->ct = ct_create(d->loop, d->cfg, on_ct_event, d)) == NULL)
+		fatal("conntrack events (is nf_conntrack_netlink available?)");
+	if (flows_resync(d) == -1)
+		fatal("conntrack dump");
+	if ((d->health = health_create(d->loop, d->cfg, on_health, d)) == NULL)
+		fatal("health probes");
+	if (rules_install(d->cfg, NULL, err, sizeof(err)) == -1)
+		fatalx("installing rules: %s", err);
+	apply_usability(d);
+	if ((d->queue = queue_create(d->loop, d->cfg->queue.first, d->cfg->queue.count,
+	    on_packet, d)) == NULL) {
+		rules_remove(d->cfg, err, sizeof(err));
+		fatal("NFQUEUE %u..%u", d->cfg->queue.first,
+		    d->cfg->queue.first + d->cfg->queue.count - 1);
+	}
+	check_sysctl("/proc/sys/net/ipv4/ip_forward", "1", "the node does not forward");
+	n = (long)flows_count(d->flows);
+	ctl_register(d->ctl, CTL_DRAIN, ctl_drain, d);
+	ctl_register(d->ctl, CTL_UNDRAIN, ctl_drain, d);
+	ctl_register(d->ctl, CTL_HA, ctl_ha, d);
+	ctl_register(d->ctl, CTL_RELOAD, ctl_reload, d);
+	report_register(d);
+	log_info("node %s running: %zu providers, %s, queues %u..%u, %ld existing flows",
+	    d->cfg->node, d->cfg->nproviders, config_algorithm_name(d->cfg->balance.algorithm),
+	    d->cfg->queue.first, d->cfg->queue.first + d->cfg->queue.count - 1, n);
+	notify("READY=1");
+	if (ev_run(d->loop) == -1)
+		log_warn("event loop");
+	notify("STOPPING=1");
+
+	/* Unbind first: from here on the kernel bypasses the queue. */
+	queue_destroy(d->queue);
+	if (rules_remove(d->cfg, err, sizeof(err)) == -1)
+		log_warnx("removing rules: %s", err);
+	health_destroy(d->health);
+	ct_destroy(d->ct);
+	ctl_destroy(d->ctl);
+	sched_destroy(d->sched);
+	flows_destroy(d->flows);
+	ev_fd_del(d->loop, d->sigfd);
+	close(d->sigfd);
+	log_info("stopped; rules removed");
+	return 0;
+}
 
 int
-main(void)
+main(int argc, char *argv[])
 {
-	log_init("uplinkd", 1, 0);
-	log_warnx("not built yet");
-	return 1;
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "print-config", no_argument, NULL, 'P' },
+		{ "print-rules", no_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = UPLINKD_DEFAULT_CONFIG;
+	int foreground = 0, verbose = 0, check = 0, print_config = 0, print_rules = 0, ch;
+	struct uplinkd d = { 0 };
+	char err[CFG_ERR_MAX];
+	int rc;
+
+	while ((ch = getopt_long(argc, argv, "c:fvnhV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'P':
+			print_config = 1;
+			break;
+		case 'R':
+			print_rules = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("uplinkd %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "uplinkd: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if ((d.cfg = config_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (check || print_config || print_rules) {
+		if (print_config)
+			rc = config_print(d.cfg, stdout);
+		else if (print_rules)
+			rc = rules_print(d.cfg, stdout);
+		else
+			rc = 0;
+		config_free(d.cfg);
+		return rc == 0 ? 0 : 1;
+	}
+	log_init("uplinkd", foreground, verbose);
+	if (!foreground && daemon(0, 0) == -1)
+		fatal("daemon");
+	if ((d.loop = ev_create()) == NULL)
+		fatal("event loop");
+	rc = run(&d);
+	config_free(d.cfg);
+	ev_destroy(d.loop);
+	return rc;
 }

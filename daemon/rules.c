@@ -1,1 +1,511 @@
-/* placeholder: being written */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rules.h"
+
+#define RULES_CMD_TIMEOUT_MS 10000
+#define RULES_HMARK_OFFSET 0x7f000000u	/* scratch range for HMARK buckets */
+
+static bool
+rules_is_usable(const bool *usable, size_t i)
+{
+	return usable == NULL || usable[i];
+}
+
+static unsigned
+rules_gcd(unsigned a, unsigned b)
+{
+	while (b) {
+		unsigned t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+size_t
+rules_fallback_buckets(const struct config *cfg, const bool *usable,
+    size_t bucket_provider[RULES_MAX_BUCKETS])
+{
+	unsigned w[CFG_MAX_PROVIDERS] = { 0 }, g = 0, sum = 0;
+	bool any = false;
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		any |= rules_is_usable(usable, i);
+	/* With nothing usable, spread over all providers: the kernel
+	 * fallback must never leave traffic unmarked. */
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		if (any && !rules_is_usable(usable, i))
+			continue;
+		w[i] = cfg->providers[i].weight;
+		g = rules_gcd(g, w[i]);
+	}
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		w[i] = g ? w[i] / g : 0;
+		sum += w[i];
+	}
+	if (sum > RULES_MAX_BUCKETS) {
+		unsigned scaled = 0;
+
+		for (size_t i = 0; i < cfg->nproviders; i++) {
+			if (w[i] == 0)
+				continue;
+			w[i] = (unsigned)((uint64_t)w[i] * (RULES_MAX_BUCKETS - cfg->nproviders) / sum);
+			if (w[i] == 0)
+				w[i] = 1;
+			scaled += w[i];
+		}
+		sum = scaled;
+	}
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		for (unsigned k = 0; k < w[i] && n < RULES_MAX_BUCKETS; k++)
+			bucket_provider[n++] = i;
+	return n;
+}
+
+static void
+rules_lan_returns(FILE *f, const struct config *cfg, const char *chain)
+{
+	char pfx[NETADDR_STRLEN + 8];
+
+	/* Traffic between internal networks and to the gateway itself is not
+	 * balanced. */
+	for (size_t i = 0; i < cfg->lan.nnetworks; i++) {
+		if (cfg->lan.networks[i].addr.family != AF_INET)
+			continue;
+		fprintf(f, "-A %s -d %s -j RETURN\n", chain,
+		    netprefix_str(&cfg->lan.networks[i], pfx, sizeof(pfx)));
+	}
+	fprintf(f, "-A %s -m addrtype --dst-type LOCAL -j RETURN\n", chain);
+}
+
+static void
+rules_fallback_body(FILE *f, const struct config *cfg, const bool *usable)
+{
+	size_t bucket[RULES_MAX_BUCKETS];
+	size_t n = rules_fallback_buckets(cfg, usable, bucket);
+
+	rules_lan_returns(f, cfg, RULES_CHAIN_FALLBACK);
+	fprintf(f, "-A %s -j HMARK --hmark-tuple src,dst,sport,dport,proto "
+	    "--hmark-mod %zu --hmark-offset 0x%x --hmark-rnd 0x75706c6b\n",
+	    RULES_CHAIN_FALLBACK, n, RULES_HMARK_OFFSET);
+	for (size_t k = 0; k < n; k++)
+		fprintf(f, "-A %s -m mark --mark 0x%x -j MARK --set-mark 0x%x\n",
+		    RULES_CHAIN_FALLBACK, (unsigned)(RULES_HMARK_OFFSET + k),
+		    cfg->providers[bucket[k]].mark);
+}
+
+char *
+rules_render_fallback(const struct config *cfg, const bool *usable)
+{
+	char *text = NULL;
+	size_t len;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f == NULL)
+		return NULL;
+	fprintf(f, "*nat\n:%s - [0:0]\n", RULES_CHAIN_FALLBACK);
+	rules_fallback_body(f, cfg, usable);
+	fprintf(f, "COMMIT\n");
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+char *
+rules_render_iptables(const struct config *cfg, const bool *usable)
+{
+	char *text = NULL, pfx[NETADDR_STRLEN + 8], src[NETADDR_STRLEN];
+	const char *lan = cfg->lan.interface;
+	uint32_t m = cfg->mark_mask;
+	size_t len;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f == NULL)
+		return NULL;
+	fprintf(f, "*mangle\n:%s - [0:0]\n:%s - [0:0]\n", RULES_CHAIN_PRE, RULES_CHAIN_FWD);
+	/* Restore only on LAN ingress: restoring on provider ingress would
+	 * route replies back out through the provider's table. */
+	fprintf(f, "-A %s -i %s -m connmark ! --mark 0/0x%x -j CONNMARK --restore-mark "
+	    "--nfmask 0x%x --ctmask 0x%x\n", RULES_CHAIN_PRE, lan, m, m, m);
+	fprintf(f, "-A %s -m mark ! --mark 0/0x%x -j RETURN\n", RULES_CHAIN_PRE, m);
+	fprintf(f, "-A %s ! -i %s -j RETURN\n", RULES_CHAIN_PRE, lan);
+	rules_lan_returns(f, cfg, RULES_CHAIN_PRE);
+	for (size_t i = 0; i < cfg->lan.nnetworks; i++) {
+		if (cfg->lan.networks[i].addr.family != AF_INET)
+			continue;
+		fprintf(f, "-A %s -s %s -m conntrack --ctstate NEW -j NFQUEUE ",
+		    RULES_CHAIN_PRE, netprefix_str(&cfg->lan.networks[i], pfx, sizeof(pfx)));
+		if (cfg->queue.count > 1)
+			fprintf(f, "--queue-balance %u:%u", cfg->queue.first,
+			    cfg->queue.first + cfg->queue.count - 1);
+		else
+			fprintf(f, "--queue-num %u", cfg->queue.first);
+		/* Fail open: with no daemon bound, packets go on to the
+		 * kernel fallback below instead of being dropped. */
+		fprintf(f, " --queue-bypass\n");
+	}
+	/* The verdict's ACCEPT skips the rest of PREROUTING, so the mark is
+	 * saved into the connection in a later hook. */
+	fprintf(f, "-A %s -m conntrack --ctstate NEW -m mark ! --mark 0/0x%x "
+	    "-j CONNMARK --save-mark --nfmask 0x%x --ctmask 0x%x\n", RULES_CHAIN_FWD, m, m, m);
+	fprintf(f, "-I PREROUTING 1 -j %s\n-I FORWARD 1 -j %s\nCOMMIT\n",
+	    RULES_CHAIN_PRE, RULES_CHAIN_FWD);
+
+	fprintf(f, "*nat\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", RULES_CHAIN_NATPRE,
+	    RULES_CHAIN_FALLBACK, RULES_CHAIN_POST);
+	for (size_t i = 0; i < cfg->lan.nnetworks; i++) {
+		if (cfg->lan.networks[i].addr.family != AF_INET)
+			continue;
+		fprintf(f, "-A %s -i %s -s %s -m mark --mark 0/0x%x -j %s\n", RULES_CHAIN_NATPRE,
+		    lan, netprefix_str(&cfg->lan.networks[i], pfx, sizeof(pfx)), m,
+		    RULES_CHAIN_FALLBACK);
+	}
+	rules_fallback_body(f, cfg, usable);
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const struct cfg_provider *p = &cfg->providers[i];
+
+		if (p->source.family != AF_INET)
+			continue;
+		fprintf(f, "-A %s -o %s -m connmark --mark 0x%x/0x%x -j SNAT --to-source %s\n",
+		    RULES_CHAIN_POST, p->interface, p->mark, m,
+		    netaddr_str(&p->source, src, sizeof(src)));
+	}
+	fprintf(f, "-I PREROUTING 1 -j %s\n-I POSTROUTING 1 -j %s\nCOMMIT\n",
+	    RULES_CHAIN_NATPRE, RULES_CHAIN_POST);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+char *
+rules_render_nft(const struct config *cfg)
+{
+	char *text = NULL, pfx[NETADDR_STRLEN + 8];
+	size_t len;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f == NULL)
+		return NULL;
+	/* Declaring the table first makes the delete succeed when it does not
+	 * exist yet; the whole file is one transaction. */
+	fprintf(f, "table ip %s\ndelete table ip %s\ntable ip %s {\n", RULES_NFT_TABLE,
+	    RULES_NFT_TABLE, RULES_NFT_TABLE);
+	fprintf(f, "\tchain leakguard {\n\t\ttype filter hook postrouting priority 200; policy accept;\n");
+	fprintf(f, "\t\toifname {");
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		fprintf(f, "%s \"%s\"", i ? "," : "", cfg->providers[i].interface);
+	fprintf(f, " } ip saddr {");
+	for (size_t i = 0, n = 0; i < cfg->lan.nnetworks; i++) {
+		if (cfg->lan.networks[i].addr.family != AF_INET)
+			continue;
+		fprintf(f, "%s %s", n++ ? "," : "",
+		    netprefix_str(&cfg->lan.networks[i], pfx, sizeof(pfx)));
+	}
+	fprintf(f, " } counter drop comment \"untranslated LAN source towards a provider\"\n");
+	fprintf(f, "\t}\n}\n");
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+static void
+rules_route_line(FILE *f, const struct cfg_provider *p)
+{
+	char gw[NETADDR_STRLEN];
+
+	fprintf(f, "%sroute replace default via %s dev %s table %u\n",
+	    p->gateway.family == AF_INET6 ? "-6 " : "",
+	    netaddr_str(&p->gateway, gw, sizeof(gw)), p->interface, p->table);
+}
+
+char *
+rules_render_routes(const struct config *cfg)
+{
+	char *text = NULL;
+	size_t len;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const struct cfg_provider *p = &cfg->providers[i];
+
+		fprintf(f, "rule add pref %zu fwmark 0x%x/0x%x lookup %u\n", RULES_PREF_BASE + i,
+		    p->mark, cfg->mark_mask, p->table);
+		rules_route_line(f, p);
+	}
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+int
+rules_print(const struct config *cfg, FILE *out)
+{
+	char *ipt = rules_render_iptables(cfg, NULL);
+	char *nft = rules_render_nft(cfg);
+	char *routes = rules_render_routes(cfg);
+	int rc = -1;
+
+	if (ipt && nft && routes) {
+		fprintf(out, "# iptables-restore --noflush\n%s\n# nft -f -\n%s\n# ip -batch -\n%s",
+		    ipt, nft, routes);
+		rc = ferror(out) ? -1 : 0;
+	}
+	free(ipt);
+	free(nft);
+	free(routes);
+	return rc;
+}
+
+/*
+ * Runs argv with `input` on stdin; stdout and stderr are collected into err
+ * (the last line that fits) for the caller's message.  Bounded in time:
+ * a hung iptables must not hang the daemon forever.
+ */
+static int
+rules_run(const char *const argv[], const char *input, char *err, size_t errlen)
+{
+	int in[2], out[2], status = 0;
+	char output[2048];
+	size_t got = 0, inlen = input ? strlen(input) : 0, sent = 0;
+	pid_t pid;
+	int64_t waited = 0;
+
+	if (pipe2(in, O_CLOEXEC) == -1)
+		goto syserr;
+	if (pipe2(out, O_CLOEXEC) == -1) {
+		close(in[0]);
+		close(in[1]);
+		goto syserr;
+	}
+	pid = fork();
+	if (pid == -1) {
+		close(in[0]); close(in[1]); close(out[0]); close(out[1]);
+		goto syserr;
+	}
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(out[1], 2);
+		signal(SIGPIPE, SIG_DFL);
+		execvp(argv[0], (char *const *)(uintptr_t)argv);
+		fprintf(stderr, "exec: %s\n", strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	fcntl(in[1], F_SETFL, O_NONBLOCK);
+	if (inlen == 0) {
+		close(in[1]);
+		in[1] = -1;
+	}
+	for (;;) {
+		struct pollfd pfd[2] = { { out[0], POLLIN, 0 }, { in[1], POLLOUT, 0 } };
+		int n = poll(pfd, in[1] >= 0 ? 2 : 1, 100);
+
+		if (n == -1 && errno != EINTR)
+			break;
+		if (n == 0 && (waited += 100) > RULES_CMD_TIMEOUT_MS) {
+			kill(pid, SIGKILL);
+			snprintf(output, sizeof(output), "timed out after %d ms", RULES_CMD_TIMEOUT_MS);
+			got = strlen(output);
+			break;
+		}
+		if (in[1] >= 0 && (pfd[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			ssize_t w = write(in[1], input + sent, inlen - sent);
+			if (w > 0)
+				sent += (size_t)w;
+			if (w < 0 && errno != EAGAIN) {
+				close(in[1]);
+				in[1] = -1;
+			} else if (sent == inlen) {
+				close(in[1]);
+				in[1] = -1;
+			}
+		}
+		if (pfd[0].revents & (POLLIN | POLLHUP)) {
+			char tmp[512];
+			ssize_t r = read(out[0], tmp, sizeof(tmp));
+			if (r <= 0)
+				break;
+			/* Keep the tail: the error is usually at the end. */
+			for (ssize_t k = 0; k < r; k++) {
+				if (got == sizeof(output) - 1) {
+					memmove(output, output + 512, got - 512);
+					got -= 512;
+				}
+				output[got++] = tmp[k];
+			}
+		}
+	}
+	output[got] = '\0';
+	if (in[1] >= 0)
+		close(in[1]);
+	close(out[0]);
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	while (got > 0 && (output[got - 1] == '\n' || output[got - 1] == ' '))
+		output[--got] = '\0';
+	for (char *nl; (nl = strchr(output, '\n')) != NULL;)
+		*nl = ' ';
+	snprintf(err, errlen, "%s: %s%s", argv[0],
+	    WIFEXITED(status) ? "" : "killed; ", got ? output : "failed without a message");
+	errno = EIO;
+	return -1;
+syserr:
+	snprintf(err, errlen, "%s: %s", argv[0], strerror(errno));
+	return -1;
+}
+
+/* Deletes a jump from a built-in chain as often as it is there. */
+static void
+rules_unjump(const char *table, const char *builtin, const char *chain)
+{
+	const char *argv[] = { "iptables", "-w", "5", "-t", table, "-D", builtin, "-j", chain, NULL };
+	char err[256];
+
+	for (int i = 0; i < 16 && rules_run(argv, NULL, err, sizeof(err)) == 0; i++)
+		;
+}
+
+static void
+rules_drop_chain(const char *table, const char *chain)
+{
+	const char *flush[] = { "iptables", "-w", "5", "-t", table, "-F", chain, NULL };
+	const char *del[] = { "iptables", "-w", "5", "-t", table, "-X", chain, NULL };
+	char err[256];
+
+	if (rules_run(flush, NULL, err, sizeof(err)) == 0)
+		rules_run(del, NULL, err, sizeof(err));
+}
+
+int
+rules_remove(const struct config *cfg, char *err, size_t errlen)
+{
+	char cmd[128];
+	int rc = 0;
+
+	rules_unjump("mangle", "PREROUTING", RULES_CHAIN_PRE);
+	rules_unjump("mangle", "FORWARD", RULES_CHAIN_FWD);
+	rules_unjump("nat", "PREROUTING", RULES_CHAIN_NATPRE);
+	rules_unjump("nat", "POSTROUTING", RULES_CHAIN_POST);
+	rules_drop_chain("mangle", RULES_CHAIN_PRE);
+	rules_drop_chain("mangle", RULES_CHAIN_FWD);
+	rules_drop_chain("nat", RULES_CHAIN_NATPRE);
+	rules_drop_chain("nat", RULES_CHAIN_FALLBACK);
+	rules_drop_chain("nat", RULES_CHAIN_POST);
+	{
+		const char *argv[] = { "nft", "-f", "-", NULL };
+		char text[128];
+
+		snprintf(text, sizeof(text), "table ip %s\ndelete table ip %s\n", RULES_NFT_TABLE,
+		    RULES_NFT_TABLE);
+		if (rules_run(argv, text, err, errlen) == -1)
+			rc = -1;
+	}
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const char *argv[] = { "ip", "-batch", "-", NULL };
+		char e[256];
+
+		/* Both may legitimately be absent: ignore their errors. */
+		snprintf(cmd, sizeof(cmd), "rule del pref %zu\n", RULES_PREF_BASE + i);
+		rules_run(argv, cmd, e, sizeof(e));
+		snprintf(cmd, sizeof(cmd), "route flush table %u\n", cfg->providers[i].table);
+		rules_run(argv, cmd, e, sizeof(e));
+	}
+	return rc;
+}
+
+int
+rules_route_provider(const struct config *cfg, size_t provider, char *err, size_t errlen)
+{
+	const char *argv[] = { "ip", "-batch", "-", NULL };
+	char *text = NULL;
+	size_t len;
+	FILE *f = open_memstream(&text, &len);
+	int rc;
+
+	if (f == NULL)
+		return -1;
+	rules_route_line(f, &cfg->providers[provider]);
+	if (fclose(f) != 0) {
+		free(text);
+		return -1;
+	}
+	rc = rules_run(argv, text, err, errlen);
+	free(text);
+	return rc;
+}
+
+int
+rules_set_fallback(const struct config *cfg, const bool *usable, char *err, size_t errlen)
+{
+	const char *argv[] = { "iptables-restore", "-w", "5", "--noflush", NULL };
+	char *text = rules_render_fallback(cfg, usable);
+	int rc;
+
+	if (text == NULL) {
+		snprintf(err, errlen, "rendering the fallback chain: %s", strerror(errno));
+		return -1;
+	}
+	rc = rules_run(argv, text, err, errlen);
+	free(text);
+	return rc;
+}
+
+int
+rules_install(const struct config *cfg, const bool *usable, char *err, size_t errlen)
+{
+	const char *ipt_argv[] = { "iptables-restore", "-w", "5", "--noflush", NULL };
+	const char *nft_argv[] = { "nft", "-f", "-", NULL };
+	const char *ip_argv[] = { "ip", "-force", "-batch", "-", NULL };
+	char *ipt = rules_render_iptables(cfg, usable);
+	char *nft = rules_render_nft(cfg);
+	char *routes = rules_render_routes(cfg);
+	char ignored[256];
+	int rc = -1;
+
+	if (ipt == NULL || nft == NULL || routes == NULL) {
+		snprintf(err, errlen, "rendering rules: %s", strerror(errno));
+		goto out;
+	}
+	rules_remove(cfg, ignored, sizeof(ignored));
+	/* A provider whose link is down cannot take its route now; the
+	 * route is added again when the link comes up, so -force goes on. */
+	if (rules_run(ip_argv, routes, err, errlen) == -1)
+		log_warnx("policy routing: %s (routes of providers that are down are "
+		    "added when their link comes up)", err);
+	if (rules_run(nft_argv, nft, err, errlen) == -1)
+		goto out;
+	if (rules_run(ipt_argv, ipt, err, errlen) == -1)
+		goto out;
+	rc = 0;
+out:
+	free(ipt);
+	free(nft);
+	free(routes);
+	return rc;
+}

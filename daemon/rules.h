@@ -1,3 +1,73 @@
+/*
+ * rules: the kernel datapath that uplinkd owns (ARCHITECTURE.md "Datapath").
+ *
+ *  - iptables (mangle, nat): chains named UPLINKD-*, loaded atomically per
+ *    table with `iptables-restore --noflush`; the jumps from the built-in
+ *    chains are removed before they are added, so a restart or a start
+ *    after a crash never duplicates them.
+ *  - nft: table `ip uplinkd`, the leak guard after NAT (postrouting,
+ *    priority 200) that drops anything leaving towards a provider with an
+ *    internal source.  Replaced atomically in one `nft -f` transaction.
+ *  - policy routing: one `ip rule fwmark MARK/MASK lookup TABLE` and one
+ *    table with a default route per provider, through `ip -batch`.
+ *
+ * The text of all three is rendered from the config alone (plus which
+ * providers are usable, for the kernel fallback mark), so `uplinkd
+ * --print-rules` shows exactly what start installs.
+ *
+ * Functions that run commands return 0, or -1 with a message in err naming
+ * the command and quoting what it printed.
+ */
 #ifndef UPLINKD_RULES_H
 #define UPLINKD_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "config.h"
+
+/* Chain and table names, also used by tests. */
+#define RULES_CHAIN_PRE "UPLINKD-PRE"
+#define RULES_CHAIN_FWD "UPLINKD-FWD"
+#define RULES_CHAIN_NATPRE "UPLINKD-NATPRE"
+#define RULES_CHAIN_FALLBACK "UPLINKD-FALLBACK"
+#define RULES_CHAIN_POST "UPLINKD-POST"
+#define RULES_NFT_TABLE "uplinkd"
+#define RULES_PREF_BASE 10000	/* ip rule priority of provider 0 */
+/* Most HMARK buckets the fallback uses; weights are scaled down to fit. */
+#define RULES_MAX_BUCKETS 64
+
+/* Rendered texts, malloc'ed; NULL with errno ENOMEM.  `usable` has one
+ * entry per provider (NULL: all usable). */
+char *rules_render_iptables(const struct config *cfg, const bool *usable);
+char *rules_render_fallback(const struct config *cfg, const bool *usable);
+char *rules_render_nft(const struct config *cfg);
+char *rules_render_routes(const struct config *cfg);
+
+/* Writes all three texts with headers saying which tool consumes them. */
+int rules_print(const struct config *cfg, FILE *out);
+
+/* Removes leftovers, then installs routes, iptables and nft rules. */
+int rules_install(const struct config *cfg, const bool *usable, char *err,
+    size_t errlen);
+/* Rewrites only the fallback chain (atomic). */
+int rules_set_fallback(const struct config *cfg, const bool *usable, char *err,
+    size_t errlen);
+/* Re-adds a provider's default route (after its link came back). */
+int rules_route_provider(const struct config *cfg, size_t provider, char *err,
+    size_t errlen);
+/* Removes everything uplinkd installs; best effort, -1 if anything failed
+ * that existed. */
+int rules_remove(const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * Fallback buckets: providers' weights reduced (gcd, then scaled so the sum
+ * fits RULES_MAX_BUCKETS, each usable provider keeping at least one).
+ * Fills bucket_provider[] and returns the number of buckets, 0 when no
+ * provider is usable.
+ */
+size_t rules_fallback_buckets(const struct config *cfg, const bool *usable,
+    size_t bucket_provider[RULES_MAX_BUCKETS]);
+
 #endif

@@ -1,0 +1,64 @@
+/*
+ * uplinkd.h: the daemon's context.  Only main.c (lifecycle, wiring,
+ * events) and report.c (what the control socket shows) see inside it; every
+ * module below them gets just the pieces it needs.
+ */
+#ifndef UPLINKD_UPLINKD_H
+#define UPLINKD_UPLINKD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ct.h"
+#include "ctl.h"
+#include "ev.h"
+#include "flows.h"
+#include "health.h"
+#include "queue.h"
+#include "sched.h"
+
+enum uplinkd_role {
+	ROLE_INIT,
+	ROLE_MASTER,
+	ROLE_BACKUP,
+	ROLE_FAULT,
+};
+
+struct uplinkd {
+	struct ev_loop *loop;
+	struct config *cfg;
+	struct sched *sched;
+	struct flows *flows;
+	struct health *health;
+	struct queue *queue;
+	struct ct *ct;
+	struct ctl *ctl;
+	struct ev_timer *resync_timer;
+
+	enum uplinkd_role role;
+	int64_t role_since_ms;		/* monotonic */
+	int64_t start_ms;
+	int64_t start_wall_s;
+	bool draining[CFG_MAX_PROVIDERS];
+	uint64_t decisions[CFG_MAX_PROVIDERS];
+	uint64_t decisions_degraded;
+	uint64_t flows_full;		/* upserts refused: table full */
+	uint64_t resyncs;
+	uint64_t reloads;
+	uint64_t reload_failures;
+	char last_reload_error[CFG_ERR_MAX];
+	int sigfd;
+};
+
+const char *uplinkd_role_name(enum uplinkd_role role);
+/* Seconds on the daemon's clock, for flow timestamps. */
+uint32_t uplinkd_now_s(const struct uplinkd *d);
+/* "up", "down" or "draining". */
+const char *uplinkd_provider_state(const struct uplinkd *d, size_t provider);
+
+/* report.c: registers the read-only control handlers (status, providers,
+ * flows, sync, metrics). */
+void report_register(struct uplinkd *d);
+
+#endif
