@@ -4,8 +4,8 @@
  * from this node's conntrack, or replicated from the peer).
  *
  * Memory matters: a busy edge holds millions of flows on each node, so
- * entries are fixed-size records in one open-addressed table (no per-entry
- * malloc).  The table grows by doubling up to `max_flows`; past that,
+ * entries are fixed-size records in one dense array, found through an
+ * open-addressed index of 8-byte slots (no per-entry malloc).  The table grows by doubling up to `max_flows`; past that,
  * upserts of new keys fail with ENOSPC and are counted by the caller.
  *
  * Pointers returned by lookups stay valid only until the next upsert or
