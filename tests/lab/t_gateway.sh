@@ -1,0 +1,211 @@
+#!/bin/bash
+# End-to-end test of one gateway: uplinkd on the real kernel datapath in
+# the namespace lab (tests/lab/lab.sh, one gateway, weights 2:1).
+# TAP output.  Asserts outcomes (which provider, which source address,
+# nothing lost), never speed.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+export LAB_PREFIX=${LAB_PREFIX:-ugw}
+# shellcheck source=tests/lab/lab.sh
+. "$top/tests/lab/lab.sh"
+LT=$(lab_labtraffic) || { echo "Bail out! labtraffic not built"; exit 1; }
+SNAT_A=198.51.100.10
+SNAT_B=203.0.113.10
+SRV=192.0.2.10
+
+n=0
+ok() {
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
+}
+diag() { echo "# $*"; }
+cleanup() {
+	lab_stop long >/dev/null 2>&1
+	lab_stop server >/dev/null 2>&1
+	lab_stop uplinkd-gw1 >/dev/null 2>&1
+	lab_down >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+# A value out of `uplinkctl --json CMD`: jget 'd["providers"][0]["state"]' CMD...
+jget() {
+	local expr=$1
+	shift
+	lab_uplinkctl gw1 --json "$@" 2>/dev/null |
+		python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$expr"
+}
+provider_state() { jget "[p['state'] for p in d['providers'] if p['name']=='$1'][0]" status; }
+
+# Server report lines for TCP ids in [lo, hi): prints "A B OTHER".
+server_report() {
+	rm -f "$LAB_DIR/server.report"
+	kill -USR1 "$(cat "$LAB_DIR/server.pid")"
+	lab_wait_for "test -s $LAB_DIR/server.report" 10
+}
+count_sources() {
+	server_report
+	awk -v lo="$1" -v hi="$2" -v a="$SNAT_A" -v b="$SNAT_B" '
+		$1 == "tcp" {
+			split($2, f, "="); id = f[2]
+			if (id == "-" || id + 0 < lo || id + 0 >= hi) next
+			split($3, p, "="); split(p[2], ip, ":")
+			if (ip[1] == a) na++; else if (ip[1] == b) nb++; else other++
+		}
+		END { printf "%d %d %d\n", na, nb, other }' "$LAB_DIR/server.report"
+}
+short() {	# short ID_BASE COUNT
+	lab_exec client "$LT" short --to "$SRV:5001" --count "$2" --concurrency 8 \
+		--src-from 10.0.0.100 --src-count 50 --id-base "$1" --timeout 30 --deadline 120
+}
+
+lab_down >/dev/null 2>&1
+lab_up --gateways 1 >/dev/null || { echo "Bail out! lab up failed"; exit 1; }
+lab_uplinkd_config gw1 wrr 2 1
+lab_uplinkd_start gw1
+lab_wait_for "lab_uplinkctl gw1 status" 20
+ok $? "uplinkd starts and answers on its control socket"
+ok "$([ "$(jget 'd["role"]' status)" = master ] && echo 0 || echo 1)" "a node without a peer is master"
+lab_wait_for '[ "$(provider_state isp-a)" = up ] && [ "$(provider_state isp-b)" = up ]' 10
+ok $? "both providers up"
+lab_exec gw1 iptables-save | grep -q -- "-j NFQUEUE --queue-num 0 --queue-bypass"
+ok $? "queue rule installed with bypass"
+
+lab_start_bg srv server "$LT" server --tcp 5001 --udp 5002 --report "$LAB_DIR/server.report" \
+	--deadline 900
+lab_wait_for "lab_exec srv ss -ltn | grep -q :5001" 10
+# Long-lived connections (ids 1..6) and UDP flows: spread 2:1 by wrr.
+lab_start_bg client long "$LT" long --to "$SRV:5001" --conns 6 --udp-flows 4 --udp-port 5002 \
+	--rate 20 --until-file "$LAB_DIR/stop-long" --id-base 1 --deadline 600
+sleep 2
+
+# --- weights, source addresses ---
+short 10000 300 >"$LAB_DIR/short1.out" 2>&1
+ok $? "300 short connections through the gateway"
+read -r na nb other < <(count_sources 10000 10300)
+diag "server saw isp-a=$na isp-b=$nb other=$other"
+ok "$([ "$other" -eq 0 ] && [ $((na + nb)) -eq 300 ] && echo 0 || echo 1)" \
+	"every connection arrives from a provider's SNAT address"
+ratio_ok=$(python3 -c "r=$na/max($nb,1); print(0 if abs(r-2.0)/2.0 <= 0.10 else 1)")
+ok "$ratio_ok" "weights 2:1 respected within 10% (ratio $na:$nb)"
+nflows=$(jget 'd["flows"]["own"]' status)
+ok "$([ "${nflows:-0}" -ge 6 ] && echo 0 || echo 1)" "conntrack events feed the flow table ($nflows own flows)"
+lab_uplinkctl gw1 --json flows --provider isp-b --limit 5 >"$LAB_DIR/flows.json"
+python3 - "$LAB_DIR/flows.json" "$SNAT_B" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok = d["flows"] and all(f["provider"] == "isp-b" and f["nat_src"] == sys.argv[2] and f["nat_port"] > 0 for f in d["flows"])
+sys.exit(0 if ok and len(d["flows"]) <= 5 else 1)
+PY
+ok $? "uplinkctl flows shows provider, translated address and port"
+
+# Which provider carries each long connection.
+server_report
+long_on() { awk -v ip="$1" '$1=="tcp" { split($2,f,"="); if (f[2]!="-" && f[2]+0>=1 && f[2]+0<=6) { split($3,p,"="); split(p[2],a,":"); if (a[1]==ip) print f[2] } }' "$LAB_DIR/server.report"; }
+long_a=$(long_on $SNAT_A | head -1)
+long_b=$(long_on $SNAT_B | head -1)
+ok "$([ -n "$long_a" ] && [ -n "$long_b" ] && echo 0 || echo 1)" "long-lived connections on both providers (a:$long_a b:$long_b)"
+records_of() { server_report; awk -v id="$1" '$1=="tcp" && $2=="id="id { for (i=1;i<=NF;i++) if ($i ~ /^records=/) { split($i,r,"="); print r[2] } }' "$LAB_DIR/server.report"; }
+field_of() { awk -v id="$1" -v k="$2" '$1=="tcp" && $2=="id="id { for (i=1;i<=NF;i++) if (index($i, k"=")==1) { print substr($i, length(k)+2) } }' "$LAB_DIR/server.report"; }
+
+# --- provider A fails its probes ---
+t0=$(date +%s.%N)
+lab_exec pa iptables -I INPUT -p icmp -j DROP
+lab_wait_for '[ "$(provider_state isp-a)" = down ]' 15
+ok $? "isp-a goes down when its probes are dropped"
+t1=$(date +%s.%N)
+diag "isp-a down after $(python3 -c "print(round($t1-$t0,2))") s (fall*interval+interval = 0.8 s)"
+short 20000 60 >/dev/null 2>&1
+ok $? "60 connections while isp-a is down"
+read -r na nb other < <(count_sources 20000 20060)
+ok "$([ "$na" -eq 0 ] && [ "$nb" -eq 60 ] && echo 0 || echo 1)" "all new connections go to isp-b ($na/$nb)"
+server_report
+gap=$(field_of "$long_b" max_gap_ms)
+ok "$(python3 -c "print(0 if float('${gap:-9999}') < 1000 else 1)")" "long connection on isp-b never stalled (max gap ${gap} ms)"
+
+lab_exec pa iptables -D INPUT -p icmp -j DROP
+lab_wait_for '[ "$(provider_state isp-a)" = up ]' 15
+ok $? "isp-a comes back after rise good rounds"
+short 30000 60 >/dev/null 2>&1
+read -r na nb other < <(count_sources 30000 30060)
+ok "$([ "$na" -ge 30 ] && [ "$nb" -ge 10 ] && echo 0 || echo 1)" "isp-a gets new connections again ($na/$nb)"
+
+# --- drain ---
+lab_uplinkctl gw1 drain isp-a >/dev/null
+ok $? "uplinkctl drain isp-a"
+ok "$([ "$(provider_state isp-a)" = draining ] && echo 0 || echo 1)" "isp-a shows draining"
+before=$(records_of "$long_a")
+short 40000 60 >/dev/null 2>&1
+read -r na nb other < <(count_sources 40000 40060)
+ok "$([ "$na" -eq 0 ] && [ "$nb" -eq 60 ] && echo 0 || echo 1)" "a drained provider gets no new connections ($na/$nb)"
+after=$(records_of "$long_a")
+ok "$([ "${after:-0}" -gt "${before:-0}" ] && [ "$(field_of "$long_a" reset)" = no ] && echo 0 || echo 1)" \
+	"an existing isp-a connection keeps working while drained ($before -> $after records)"
+lab_uplinkctl gw1 undrain isp-a >/dev/null
+ok "$([ "$(provider_state isp-a)" = up ] && echo 0 || echo 1)" "undrain"
+lab_uplinkctl gw1 drain nosuch >/dev/null 2>&1
+ok "$([ $? -eq 2 ] && echo 0 || echo 1)" "draining an unknown provider is a usage error (exit 2)"
+
+# --- reload ---
+cp "$LAB_DIR/gw1.yaml" "$LAB_DIR/gw1.yaml.good"
+printf 'providers: [\n' >>"$LAB_DIR/gw1.yaml"
+kill -HUP "$(cat "$LAB_DIR/uplinkd-gw1.pid")"
+sleep 1
+out=$(lab_uplinkctl gw1 reload 2>&1)
+rc=$?
+ok "$([ $rc -eq 1 ] && echo 0 || echo 1)" "reload of a broken file fails (exit $rc): $out"
+case $out in *gw1.yaml:*:*) r=0 ;; *) r=1 ;; esac
+ok $r "the error names file:line:column"
+ok "$([ "$(jget '[p["weight"] for p in d["providers"]]' status)" = "[2, 1]" ] && echo 0 || echo 1)" \
+	"after SIGHUP with a broken file the old config is still active"
+grep -q "reload failed, keeping the running configuration" "$LAB_DIR/uplinkd-gw1.log"
+ok $? "the daemon logged why the reload failed"
+sed -e 's/weight: 2/weight: 1/' "$LAB_DIR/gw1.yaml.good" >"$LAB_DIR/gw1.yaml"
+before=$(records_of "$long_a")
+lab_uplinkctl gw1 reload >/dev/null
+ok $? "reload of a good file"
+ok "$([ "$(jget '[p["weight"] for p in d["providers"]]' status)" = "[1, 1]" ] && echo 0 || echo 1)" \
+	"new weights active after reload"
+sleep 1
+after=$(records_of "$long_a")
+ok "$([ "${after:-0}" -gt "${before:-0}" ] && echo 0 || echo 1)" "a weight change keeps existing connections"
+
+# --- the daemon dies: bypass + kernel fallback ---
+nflows_before=$(jget 'd["flows"]["own"]' status)
+kill -9 "$(cat "$LAB_DIR/uplinkd-gw1.pid")"
+sleep 0.5
+short 60000 60 >/dev/null 2>&1
+ok $? "new connections still succeed with the daemon dead (queue bypass)"
+read -r na nb other < <(count_sources 60000 60060)
+ok "$([ "$other" -eq 0 ] && [ "$na" -gt 0 ] && [ "$nb" -gt 0 ] && echo 0 || echo 1)" \
+	"kernel fallback balances and translates them ($na/$nb/$other)"
+before=$(records_of "$long_a")
+sleep 1
+after=$(records_of "$long_a")
+ok "$([ "${after:-0}" -gt "${before:-0}" ] && echo 0 || echo 1)" "existing connections keep flowing without the daemon"
+lab_uplinkd_start gw1
+lab_wait_for "lab_uplinkctl gw1 status" 20
+ok $? "a restarted daemon comes up over its own leftover rules"
+nrules=$(lab_exec gw1 iptables-save | grep -c -- "-j UPLINKD-PRE")
+ok "$([ "$nrules" -eq 1 ] && echo 0 || echo 1)" "no duplicated rules after restart ($nrules jump)"
+nflows=$(jget 'd["flows"]["own"]' status)
+ok "$([ "${nflows:-0}" -ge 10 ] && echo 0 || echo 1)" "a restarted daemon re-learns existing flows ($nflows, had $nflows_before)"
+
+# --- outcome of the long-lived traffic ---
+touch "$LAB_DIR/stop-long"
+lab_wait_for "! kill -0 $(cat "$LAB_DIR/long.pid") 2>/dev/null" 20
+summary=$(grep '^long:' "$LAB_DIR/long.log" | tail -1)
+diag "$summary"
+case $summary in *" broken=0 "*) r=0 ;; *) r=1 ;; esac
+ok $r "no long-lived connection broke during the whole test"
+leaks=$(lab_leaks)
+ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a provider untranslated ($leaks leaked)"
+
+# --- clean stop ---
+kill -TERM "$(cat "$LAB_DIR/uplinkd-gw1.pid")"
+lab_wait_for "! kill -0 $(cat "$LAB_DIR/uplinkd-gw1.pid") 2>/dev/null" 10
+ok $? "SIGTERM stops the daemon"
+left=$(lab_exec gw1 iptables-save | grep -c UPLINKD)
+lab_exec gw1 nft list table ip uplinkd >/dev/null 2>&1 && left=$((left + 1))
+left=$((left + $(lab_exec gw1 ip rule | grep -c 'lookup 10[01]')))
+ok "$([ "$left" -eq 0 ] && echo 0 || echo 1)" "everything uplinkd installed is removed ($left left)"
+echo "1..$n"
