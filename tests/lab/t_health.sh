@@ -10,7 +10,8 @@
 # routing) and SO_BINDTODEVICE decide which provider a probe leaves through,
 # and counters in hlt-pa / hlt-pb show that it was the right one.  A third
 # provider, isp-c on wan2, has no interface at start; wan2 (to hlt-pa,
-# 100.64.0.0/24) is created later.
+# 100.64.0.0/24) is created later.  isp-6 probes an IPv6 target over wan1
+# (best effort: skipped where IPv6 is off).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 NS_GW=hlt-gw NS_A=hlt-pa NS_B=hlt-pb
@@ -80,6 +81,10 @@ setup() {
 		ip netns exec $ns iptables -A INPUT -p icmp --icmp-type echo-request -s 203.0.113.2 -d 192.0.2.1
 	done
 	set +e
+	has6=0
+	ip -n $NS_GW addr add 2001:db8:b::2/64 dev wan1 nodad 2>/dev/null &&
+		ip -n $NS_B addr add 2001:db8:b::1/64 dev up0 nodad 2>/dev/null && has6=1
+	return 0
 }
 
 # Packets counted by the rule matching source $2 in namespace $1.
@@ -98,6 +103,15 @@ wait_for() {
 	grep -qE "$1" "$out"
 }
 
+# wait_count PATTERN N MS: true once PATTERN is on N lines of the output.
+wait_count() {
+	local end=$(( $(now_ms) + $3 ))
+	while [ "$(grep -cE "$1" "$out")" -lt "$2" ] && [ "$(now_ms)" -lt $end ]; do
+		sleep 0.05
+	done
+	[ "$(grep -cE "$1" "$out")" -ge "$2" ]
+}
+
 # Line number of the first match, or 0.
 line_of() { local l; l=$(grep -nE "$1" "$out" | head -1 | cut -d: -f1); echo "${l:-0}"; }
 
@@ -111,12 +125,13 @@ ok 0 "topology set up"
 ip netns exec $NS_GW "$probe" -v -d 90000 -i $INTERVAL -t $TIMEOUT -f $FALL -r $RISE \
 	-p isp-a,wan0,198.51.100.1,198.51.100.10,0x100,192.0.2.1 \
 	-p isp-b,wan1,203.0.113.1,203.0.113.2,0x200,192.0.2.1 \
-	-p isp-c,wan2,100.64.0.1,100.64.0.2,0x300,100.64.0.1 >"$out" 2>"$err" &
+	-p isp-c,wan2,100.64.0.1,100.64.0.2,0x300,100.64.0.1 \
+	-p isp-6,wan1,2001:db8:b::1,2001:db8:b::2,0x400,2001:db8:b::1 >"$out" 2>"$err" &
 probe_pid=$!
 
 wait_for '^[0-9]+ START' 5000
 ok $? "health_probe started"
-grep -qE '^[0-9]+ START isp-a=up isp-b=up' "$out"; ok $? "providers start up"
+grep -qE '^[0-9]+ START isp-a=up isp-b=up isp-c=up isp-6=up' "$out"; ok $? "providers start up"
 wait_for 'EVENT isp-c LINK_DOWN interface missing' 3000; ok $? "missing interface: isp-c LINK_DOWN"
 wait_for 'EVENT isp-c DOWN link down' 1000; ok $? "missing interface: isp-c DOWN"
 grep -q 'interface wan2 does not exist' "$err"; ok $? "missing interface logged"
@@ -129,6 +144,12 @@ a1=$(count $NS_A 198.51.100.2) b1=$(count $NS_B 203.0.113.2)
 diag "echo requests so far: via hlt-pa $a1, via hlt-pb $b1"
 [ "${a1:-0}" -gt 0 ]; ok $? "isp-a probes arrive in hlt-pa from wan0's address"
 [ "${b1:-0}" -gt 0 ]; ok $? "isp-b probes arrive in hlt-pb from wan1's address"
+
+if [ $has6 = 1 ]; then
+	! grep -q 'EVENT isp-6 ' "$out"; ok $? "isp-6 (IPv6 target) stays up while it answers"
+else
+	ok 0 "isp-6 (IPv6 target) stays up while it answers # SKIP no IPv6"
+fi
 
 # Provider A stops answering.
 t0=$(now_ms)
@@ -180,6 +201,22 @@ ok $? "wan2 created"
 wait_for 'EVENT isp-c LINK_UP' 3000; ok $? "new interface: isp-c LINK_UP"
 wait_for 'EVENT isp-c UP' $(( RISE * INTERVAL + INTERVAL + SLACK )); ok $? "new interface: isp-c UP"
 
+# The interface is deleted and created again (a new ifindex): the probe
+# sockets, bound to the old one, must be replaced.
+ip -n $NS_GW link del wan2
+# (a veth loses its carrier just before it is deleted: the reason may be
+# "link down" or "interface gone")
+wait_count 'EVENT isp-c LINK_DOWN' 2 3000; ok $? "deleted interface: isp-c LINK_DOWN"
+wait_count 'EVENT isp-c DOWN' 2 1000; ok $? "deleted interface: isp-c DOWN"
+ip link add wan2 netns $NS_GW type veth peer name up1 netns $NS_A &&
+	ip -n $NS_GW addr add 100.64.0.2/24 dev wan2 &&
+	ip -n $NS_A addr add 100.64.0.1/24 dev up1 &&
+	ip -n $NS_A link set up1 up && ip -n $NS_GW link set wan2 up &&
+	ip -n $NS_GW route add default via 100.64.0.1 dev wan2 table 102
+ok $? "wan2 created again"
+wait_count 'EVENT isp-c UP' 2 $(( RISE * INTERVAL + INTERVAL + SLACK ))
+ok $? "re-created interface: isp-c UP again (new probe sockets)"
+
 # Probes went through the right provider only.
 a2=$(count $NS_A 198.51.100.2) b2=$(count $NS_B 203.0.113.2)
 xa=$(count $NS_A 203.0.113.2) xb=$(count $NS_B 198.51.100.2)
@@ -195,6 +232,11 @@ ok $rc "health_probe exits cleanly on SIGTERM"
 grep -E '^(STATS|COMBINED)' "$out" | sed 's/^/# /'
 grep -qE '^STATS isp-a up=1 link=1 .* replies=[1-9]' "$out"; ok $? "isp-a stats: up, replies counted"
 grep -qE '^STATS isp-b up=1 link=1 .* rtt_avg=[0-9]' "$out"; ok $? "isp-b stats: up, RTT measured"
+if [ $has6 = 1 ]; then
+	grep -qE '^STATS isp-6 .* replies=[1-9]' "$out"; ok $? "isp-6 stats: IPv6 replies counted"
+else
+	ok 0 "isp-6 stats: IPv6 replies counted # SKIP no IPv6"
+fi
 if [ $failed -gt 0 ]; then
 	diag "probe output:"; sed 's/^/#   /' "$out"
 	diag "probe log (tail):"; tail -30 "$err" | sed 's/^/#   /'
