@@ -921,6 +921,20 @@ health_up(const struct health *h, size_t provider)
 }
 
 void
+health_assume(struct health *h, size_t provider, bool up)
+{
+	struct health_prov *p;
+
+	if (h == NULL || provider >= h->nprov)
+		return;
+	p = &h->prov[provider];
+	p->fsm.up = up;
+	p->fsm.bad_run = 0;
+	p->fsm.good_run = 0;
+	p->st.up = up;
+}
+
+void
 health_get(const struct health *h, size_t provider, struct health_stats *out)
 {
 	if (h == NULL || provider >= h->nprov) {

@@ -65,6 +65,9 @@ struct health *health_create(struct ev_loop *loop, const struct config *cfg,
 void health_destroy(struct health *h);
 
 bool health_up(const struct health *h, size_t provider);
+/* Sets the state a provider starts from without a callback: a reload
+ * carries each provider's state over instead of assuming it is up. */
+void health_assume(struct health *h, size_t provider, bool up);
 void health_get(const struct health *h, size_t provider, struct health_stats *out);
 /* Fraction of completed rounds that were good since start (1.0 before the
  * first round). */

@@ -361,6 +361,12 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		snprintf(err, errlen, "reload: %s", strerror(errno));
 		goto fail;
 	}
+	for (size_t i = 0; i < ocfg->nproviders; i++) {
+		int j = config_provider_index(ncfg, ocfg->providers[i].name);
+
+		if (j >= 0)
+			health_assume(nhealth, (size_t)j, health_up(d->health, i));
+	}
 	if ((nct = ct_create(d->loop, ncfg, on_ct_event, d)) == NULL) {
 		snprintf(err, errlen, "reload: conntrack events: %s", strerror(errno));
 		goto fail;

@@ -1,0 +1,130 @@
+#!/bin/bash
+# Benchmark of the single-gateway datapath, in the namespace lab.  Prints
+# figures and ratios against a baseline measured in the same run; asserts
+# nothing about speed (the machine is shared).
+#
+#  1. New TCP connections per second through the gateway: uplinkd deciding
+#     vs the kernel-only balancer (iptables statistic marks, no queue),
+#     rounds alternating; connect latency p50/p99 of each and the
+#     difference, which is what the queue adds to the first packet.
+#  2. UDP flood where every datagram is a new flow: flows delivered to the
+#     server per second with and without uplinkd, drops, and how many flows
+#     the daemon decided versus the kernel fallback.
+#  3. Conntrack event intake into uplinkd's flow table (flows/s, daemon CPU
+#     per event) and RSS per tracked flow at 100k flows.
+#
+# Usage: tests/bench/bench_gateway.sh [ROUNDS] ; env COUNT, UDP_COUNT, CT_FLOWS
+# UPLINKD_BUILD: build directory (default _build/plain).
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+export UPLINKD_BUILD=${UPLINKD_BUILD:-$top/_build/plain}
+export LAB_PREFIX=${LAB_PREFIX:-ubn}
+# shellcheck source=tests/lab/lab.sh
+. "$top/tests/lab/lab.sh"
+ROUNDS=${1:-3}
+COUNT=${COUNT:-3000}
+UDP_COUNT=${UDP_COUNT:-100000}
+CT_FLOWS=${CT_FLOWS:-100000}
+LT=$(lab_labtraffic) || exit 1
+B=$UPLINKD_BUILD/tests/bench
+
+cleanup() {
+	lab_stop uplinkd-gw1 >/dev/null 2>&1
+	lab_stop server >/dev/null 2>&1
+	lab_down >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+kv() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+
+uplinkd_up() {
+	lab_uplinkd_start gw1
+	lab_wait_for "lab_uplinkctl gw1 status" 20 || { echo "uplinkd did not start"; exit 1; }
+}
+uplinkd_down() {
+	lab_stop uplinkd-gw1 >/dev/null
+	lab_exec gw1 conntrack -F >/dev/null 2>&1
+}
+kernel_up() { lab_kernel_balancer gw1 2 1 >/dev/null; }
+kernel_down() {
+	lab_kernel_balancer_off gw1 >/dev/null
+	lab_exec gw1 conntrack -F >/dev/null 2>&1
+}
+
+lab_down >/dev/null 2>&1
+lab_up --gateways 1 >/dev/null || exit 1
+lab_uplinkd_config gw1 wrr 2 1
+lab_start_bg srv server "$LT" server --tcp 5001 --udp 5002 --report "$LAB_DIR/server.report" \
+	--deadline 3600
+lab_wait_for "lab_exec srv ss -ltn | grep -q :5001" 10
+
+echo "# 1. new TCP connections/s, $COUNT per round, $ROUNDS rounds, alternating"
+: >"$LAB_DIR/tcp.k"
+: >"$LAB_DIR/tcp.u"
+for ((r = 1; r <= ROUNDS; r++)); do
+	for mode in k u; do
+		if [ $mode = k ]; then kernel_up; else uplinkd_up; fi
+		line=$(lab_exec client "$LT" short --to 192.0.2.10:5001 --count "$COUNT" --concurrency 16 \
+			--src-from 10.0.0.100 --src-count 50 --timeout 30 --deadline 300)
+		echo "$(echo "$line" | kv rate) $(echo "$line" | kv connect_p50_us) $(echo "$line" | kv connect_p99_us) $(echo "$line" | kv failed)" >>"$LAB_DIR/tcp.$mode"
+		echo "round $r $([ $mode = k ] && echo kernel-only || echo uplinkd): $line"
+		if [ $mode = k ]; then kernel_down; else uplinkd_down; fi
+	done
+done
+for mode in k u; do
+	eval "rate_$mode=$(cut -d' ' -f1 "$LAB_DIR/tcp.$mode" | median)"
+	eval "p50_$mode=$(cut -d' ' -f2 "$LAB_DIR/tcp.$mode" | median)"
+	eval "p99_$mode=$(cut -d' ' -f3 "$LAB_DIR/tcp.$mode" | median)"
+done
+# shellcheck disable=SC2154
+{
+echo "tcp_conn_rate kernel_only=$rate_k uplinkd=$rate_u ratio=$(python3 -c "print(round($rate_u/$rate_k,3))")"
+echo "tcp_connect_latency_us kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u"
+echo "queue_added_latency_us p50=$((p50_u - p50_k)) p99=$((p99_u - p99_k))"
+}
+
+echo "# 2. UDP flood, $UDP_COUNT new flows per run"
+lab_exec srv iptables -I INPUT -p udp ! --dport 5002 -j DROP
+udp_delivered() { lab_exec srv iptables -L INPUT -v -x -n | awk '/udp/ && /DROP/ { print $1; exit }'; }
+for mode in k u; do
+	if [ $mode = k ]; then kernel_up; else uplinkd_up; fi
+	lab_exec srv iptables -Z INPUT
+	line=$(lab_exec client "$B/udpflood" --to 192.0.2.10 --count "$UDP_COUNT" --src-from 10.0.0.100 --src-count 50)
+	sleep 1
+	got=$(udp_delivered)
+	sent=$(echo "$line" | kv sent)
+	secs=$(echo "$line" | kv seconds)
+	if [ $mode = u ]; then
+		q=$(lab_uplinkctl gw1 --json status | python3 -c 'import json,sys; q=json.load(sys.stdin)["queue"]; print(q["packets"], q["failed_open"])')
+		echo "udp uplinkd: sent=$sent delivered=$got dropped=$((sent - got)) flows_per_s=$(python3 -c "print(round($got/$secs))") decided_by_daemon=${q% *} kernel_fallback=$((got - ${q% *}))"
+		udp_u=$(python3 -c "print($got/$secs)")
+		uplinkd_down
+	else
+		echo "udp kernel-only: sent=$sent delivered=$got dropped=$((sent - got)) flows_per_s=$(python3 -c "print(round($got/$secs))")"
+		udp_k=$(python3 -c "print($got/$secs)")
+		kernel_down
+	fi
+done
+echo "udp_delivered_ratio uplinkd/kernel_only=$(python3 -c "print(round($udp_u/$udp_k,3))")"
+
+echo "# 3. conntrack event intake and memory, $CT_FLOWS flows"
+uplinkd_up
+pid=$(cat "$LAB_DIR/uplinkd-gw1.pid")
+rss0=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+t0=$(date +%s.%N)
+lab_exec gw1 "$B/ctgen" -n "$CT_FLOWS" >"$LAB_DIR/ctgen.out"
+for ((i = 0; i < 600; i++)); do
+	n=$(lab_uplinkctl gw1 --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["flows"]["own"])')
+	[ "$n" -ge "$CT_FLOWS" ] && break
+	sleep 0.02
+done
+t1=$(date +%s.%N)
+cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+rss1=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+hz=$(getconf CLK_TCK)
+echo "$(cat "$LAB_DIR/ctgen.out")"
+echo "ct_intake flows=$n seconds=$(python3 -c "print(round($t1-$t0,3))") flows_per_s=$(python3 -c "print(round($n/($t1-$t0)))") daemon_cpu_us_per_flow=$(python3 -c "print(round(($cpu1-$cpu0)/$hz*1e6/$n,2))")"
+echo "rss_per_flow_bytes=$(python3 -c "print(round(($rss1-$rss0)*1024/$n,1))") rss_idle_kb=$rss0 rss_kb=$rss1"
+uplinkd_down
