@@ -55,9 +55,11 @@
 # lab_vip_add/lab_vip_del move them by hand.
 #
 # The server has no default route: it can only answer sources inside the two
-# provider prefixes, i.e. translated traffic.  Each provider router drops
-# and counts (LAB-LEAK rule in FORWARD) anything with a 10.0.0.0/8 source, so
-# an untranslated packet never gets an answer and always shows in lab_leaks.
+# provider prefixes, i.e. translated traffic.  Its two routes carry
+# "src 192.0.2.10", so what it originates comes from the service address.
+# Each provider router drops and counts (LAB-LEAK rule in FORWARD) anything
+# with a 10.0.0.0/8 source, so an untranslated packet never gets an answer
+# and always shows in lab_leaks.
 # The gateways have no default route in their main table either: traffic
 # leaves only through a provider table selected by a mark.
 #
@@ -125,7 +127,7 @@ _lab_dir_init() {
 		_lab_err "$LAB_DIR exists and is not a lab directory; refusing to use it"
 		return 1
 	fi
-	mkdir -p -m 700 "$LAB_DIR" && touch "$LAB_DIR/$LAB_MARKER"
+	mkdir -p "$LAB_DIR" && chmod 700 "$LAB_DIR" && touch "$LAB_DIR/$LAB_MARKER"
 }
 
 # lab_start_bg NODE NAME CMD...: the pid is the command's own (ip netns exec
@@ -279,8 +281,8 @@ lab_up() {
 		_lab_do ip -n "$(lab_ns srv)" addr add 192.0.2.10/32 dev lo || return 1
 	_lab_provider pa br-a 198.51.100.1/24 100.64.1.1/30 pa0 100.64.1.2/30 &&
 		_lab_provider pb br-b 203.0.113.1/24 100.64.2.1/30 pb0 100.64.2.2/30 &&
-		_lab_do ip -n "$(lab_ns srv)" route add 198.51.100.0/24 via 100.64.1.1 &&
-		_lab_do ip -n "$(lab_ns srv)" route add 203.0.113.0/24 via 100.64.2.1 || return 1
+		_lab_do ip -n "$(lab_ns srv)" route add 198.51.100.0/24 via 100.64.1.1 src 192.0.2.10 &&
+		_lab_do ip -n "$(lab_ns srv)" route add 203.0.113.0/24 via 100.64.2.1 src 192.0.2.10 || return 1
 
 	_lab_gw gw1 || return 1
 	if [ "$gws" = 2 ]; then

@@ -312,6 +312,7 @@ struct entry {
 
 struct srv_conn {
 	struct tag	 tag;
+	struct srv_conn	*prev, *next;	/* open connections, freed at exit */
 	int		 fd;
 	size_t		 entry;		/* SIZE_MAX: beyond --max-entries */
 	uint8_t		 part[REC_LEN];
@@ -327,6 +328,7 @@ struct server {
 	struct tag	 ltag, utag, stag;
 	struct entry	*entries;
 	size_t		 nentries, capentries, maxentries;
+	struct srv_conn	*conns;
 	uint32_t	*flowmap;	/* UDP id -> entry index + 1, open addressing */
 	size_t		 flowmask, nflows;
 	uint64_t	 accepted, untracked, open_conns, max_open;
@@ -438,6 +440,12 @@ srv_conn_close(struct server *s, struct srv_conn *c, enum entry_state st)
 {
 	if (c->entry != SIZE_MAX)
 		s->entries[c->entry].state = st;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	close(c->fd);
 	free(c);
 	s->open_conns--;
@@ -478,6 +486,10 @@ srv_accept(struct server *s)
 		c->fd = fd;
 		c->events = EPOLLIN;
 		c->entry = srv_entry_new(s, 't', NO_ID, &peer);
+		c->next = s->conns;
+		if (s->conns)
+			s->conns->prev = c;
+		s->conns = c;
 		s->accepted++;
 		s->open_conns++;
 		ep_add(s->ep, fd, EPOLLIN, c);
@@ -795,8 +807,17 @@ run_server(int argc, char **argv)
 			}
 		}
 	}
-	/* Connections still open stay "open" in the report; the process exit closes them. */
+	/* Connections still open stay "open" in the report. */
 	srv_write_report(&s);
+	while (s.conns) {
+		struct srv_conn *c = s.conns;
+
+		s.conns = c->next;
+		close(c->fd);
+		free(c);
+	}
+	free(s.entries);
+	free(s.flowmap);
 	return rc;
 }
 
