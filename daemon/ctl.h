@@ -119,6 +119,12 @@ void ctl_destroy(struct ctl *ctl);
 void ctl_register(struct ctl *ctl, enum ctl_type type, ctl_handler handler,
     void *data);
 const struct ctl_stats *ctl_stats(const struct ctl *ctl);
+/*
+ * How long a client may stall (no byte read or written) before it is
+ * dropped; CTL_TIMEOUT_MS by default.  Applies to clients accepted from
+ * now on; tests use it to exercise the timeout quickly.
+ */
+void ctl_set_timeout(struct ctl *ctl, int timeout_ms);
 
 /*
  * Client side (blocking, for uplinkctl): sends one request and waits up to

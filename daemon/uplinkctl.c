@@ -1,8 +1,636 @@
+/*
+ * uplinkctl: the command line of uplinkd's control socket.
+ *
+ * One table of subcommands; each checks its own arguments before anything
+ * is sent (a usage error never reaches the daemon), normalises them into
+ * the argv strings of the request, and has its own --help.  The daemon
+ * renders the answer (human or JSON) and uplinkctl prints it as it is.
+ *
+ * Exit status (fixed): 0 ok, 1 operation failed, 2 usage error, 3 daemon
+ * not reachable.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "ctl.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define EXIT_OK 0
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_UNREACHABLE 3
+
+#define UPLINKCTL_TIMEOUT_MS 10000
+#define UPLINKCTL_MAX_LIMIT 100000000u
+
+/* What a command's parser produced: the request's arguments. */
+struct request_args {
+	int argc;
+	char *argv[CTL_MAX_ARGS];
+	char limit[24];		/* normalised --limit value */
+	char state[8];		/* normalised ha state */
+};
+
+enum parse_result {
+	PARSE_OK,
+	PARSE_HELP,		/* help printed: exit 0 */
+	PARSE_USAGE,		/* message printed: exit 2 */
+};
+
+struct command {
+	const char *name;
+	enum ctl_type type;
+	const char *summary;
+	const char *synopsis;	/* the command's part of the synopsis */
+	const char *description;
+	const char *options;	/* NULL when it has none of its own */
+	enum parse_result (*parse)(const struct command *cmd, int argc,
+	    char **argv, struct request_args *out, bool *json);
+};
+
+static const char *exit_status_text =
+    "EXIT STATUS\n"
+    "    0  the operation succeeded\n"
+    "    1  the daemon could not carry it out (its message is on stderr)\n"
+    "    2  usage error (bad command, option or argument)\n"
+    "    3  uplinkd could not be reached on its control socket\n";
+
+static const char *global_options_text =
+    "    -s, --socket PATH\n"
+    "        Control socket of uplinkd.  Default: $UPLINKD_SOCKET when set,\n"
+    "        else " CTL_DEFAULT_SOCKET ".\n"
+    "    -j, --json\n"
+    "        Ask for JSON output (one object, same fields as the human\n"
+    "        output).  May also follow the command.\n"
+    "    -h, --help\n"
+    "        Show help: the command list, or one command's manual when it\n"
+    "        follows the command (\"uplinkctl flows --help\").\n"
+    "    -V, --version\n"
+    "        Show the version.\n";
+
+static void
+usage_error(const struct command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+usage_error(const struct command *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "uplinkctl: %s%s", cmd ? cmd->name : "", cmd ? ": " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (cmd)
+		fprintf(stderr, "\nusage: uplinkctl [-s SOCKET] [--json] %s\n"
+		    "Try 'uplinkctl %s --help'.\n", cmd->synopsis, cmd->name);
+	else
+		fprintf(stderr, "\nTry 'uplinkctl --help'.\n");
+}
+
+static void
+command_help(const struct command *cmd)
+{
+	printf("NAME\n    uplinkctl %s - %s\n\n", cmd->name, cmd->summary);
+	printf("SYNOPSIS\n    uplinkctl [-s SOCKET] [--json] %s\n\n", cmd->synopsis);
+	printf("DESCRIPTION\n%s\n", cmd->description);
+	printf("OPTIONS\n");
+	if (cmd->options)
+		printf("%s", cmd->options);
+	printf("    -h, --help\n        Show this help.\n\n");
+	printf("GLOBAL OPTIONS\n%s\n", global_options_text);
+	printf("%s", exit_status_text);
+}
+
+static bool
+is_help(const char *arg)
+{
+	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+static bool
+is_json(const char *arg)
+{
+	return strcmp(arg, "-j") == 0 || strcmp(arg, "--json") == 0;
+}
+
+/*
+ * "--name VALUE", "--name=VALUE" or "-x VALUE".  Returns 1 and sets *value
+ * when argv[*i] is the option (advancing *i over its value), 0 when it is
+ * not, -1 (after a message) when its value is missing.
+ */
+static int
+option_value(const struct command *cmd, int argc, char **argv, int *i,
+    const char *longname, const char *shortname, const char **value)
+{
+	const char *arg = argv[*i];
+	size_t n = strlen(longname);
+
+	if (strncmp(arg, longname, n) == 0 && arg[n] == '=') {
+		*value = arg + n + 1;
+		return 1;
+	}
+	if (strcmp(arg, longname) != 0 &&
+	    (shortname == NULL || strcmp(arg, shortname) != 0))
+		return 0;
+	if (*i + 1 >= argc) {
+		usage_error(cmd, "option %s needs a value", longname);
+		return -1;
+	}
+	*value = argv[++*i];
+	return 1;
+}
+
+/* A provider name as the config allows it. */
+static bool
+check_provider(const struct command *cmd, const char *name)
+{
+	if (name[0] == '\0' || name[0] == '-') {
+		usage_error(cmd, "bad provider name \"%s\"", name);
+		return false;
+	}
+	if (strlen(name) >= CFG_NAME_MAX) {
+		usage_error(cmd, "provider name \"%s\" is longer than %d bytes",
+		    name, CFG_NAME_MAX - 1);
+		return false;
+	}
+	return true;
+}
+
+static void
+add_arg(struct request_args *out, char *arg)
+{
+	/* Callers add a handful at most; drill checks its own count. */
+	out->argv[out->argc++] = arg;
+}
+
+/* Commands without arguments of their own. */
+static enum parse_result
+parse_none(const struct command *cmd, int argc, char **argv,
+    struct request_args *out, bool *json)
+{
+	(void)out;
+	for (int i = 0; i < argc; i++) {
+		if (is_help(argv[i])) {
+			command_help(cmd);
+			return PARSE_HELP;
+		}
+		if (is_json(argv[i])) {
+			*json = true;
+			continue;
+		}
+		usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
+		return PARSE_USAGE;
+	}
+	return PARSE_OK;
+}
+
+static enum parse_result
+parse_flows(const struct command *cmd, int argc, char **argv,
+    struct request_args *out, bool *json)
+{
+	const char *provider = NULL, *limit = NULL;
+
+	for (int i = 0; i < argc; i++) {
+		const char *v;
+		int rc;
+
+		if (is_help(argv[i])) {
+			command_help(cmd);
+			return PARSE_HELP;
+		}
+		if (is_json(argv[i])) {
+			*json = true;
+			continue;
+		}
+		if ((rc = option_value(cmd, argc, argv, &i, "--provider", "-p",
+		    &v)) != 0) {
+			if (rc == -1)
+				return PARSE_USAGE;
+			if (provider != NULL) {
+				usage_error(cmd, "--provider given twice");
+				return PARSE_USAGE;
+			}
+			provider = v;
+			continue;
+		}
+		if ((rc = option_value(cmd, argc, argv, &i, "--limit", "-n",
+		    &v)) != 0) {
+			if (rc == -1)
+				return PARSE_USAGE;
+			if (limit != NULL) {
+				usage_error(cmd, "--limit given twice");
+				return PARSE_USAGE;
+			}
+			limit = v;
+			continue;
+		}
+		usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
+		return PARSE_USAGE;
+	}
+	if (provider != NULL) {
+		if (!check_provider(cmd, provider))
+			return PARSE_USAGE;
+		add_arg(out, "--provider");
+		add_arg(out, (char *)(uintptr_t)provider);
+	}
+	if (limit != NULL) {
+		char *end;
+		unsigned long long n;
+
+		errno = 0;
+		n = strtoull(limit, &end, 10);
+		if (limit[0] < '0' || limit[0] > '9' || *end != '\0' ||
+		    errno != 0 || n == 0 || n > UPLINKCTL_MAX_LIMIT) {
+			usage_error(cmd, "bad --limit \"%s\" (a number from 1 to %u)",
+			    limit, UPLINKCTL_MAX_LIMIT);
+			return PARSE_USAGE;
+		}
+		snprintf(out->limit, sizeof(out->limit), "%llu", n);
+		add_arg(out, "--limit");
+		add_arg(out, out->limit);
+	}
+	return PARSE_OK;
+}
+
+static enum parse_result
+parse_sync(const struct command *cmd, int argc, char **argv,
+    struct request_args *out, bool *json)
+{
+	bool resync = false;
+
+	for (int i = 0; i < argc; i++) {
+		if (is_help(argv[i])) {
+			command_help(cmd);
+			return PARSE_HELP;
+		}
+		if (is_json(argv[i]))
+			*json = true;
+		else if (strcmp(argv[i], "--resync") == 0)
+			resync = true;
+		else {
+			usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
+			return PARSE_USAGE;
+		}
+	}
+	if (resync)
+		add_arg(out, "--resync");
+	return PARSE_OK;
+}
+
+/* Exactly one positional argument; *value gets it. */
+static enum parse_result
+parse_one(const struct command *cmd, int argc, char **argv, bool *json,
+    const char *what, char **value)
+{
+	*value = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (is_help(argv[i])) {
+			command_help(cmd);
+			return PARSE_HELP;
+		}
+		if (is_json(argv[i])) {
+			*json = true;
+			continue;
+		}
+		if (strcmp(argv[i], "--") == 0 && i + 1 < argc && *value == NULL) {
+			*value = argv[++i];
+			continue;
+		}
+		if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			usage_error(cmd, "unknown option \"%s\"", argv[i]);
+			return PARSE_USAGE;
+		}
+		if (*value != NULL) {
+			usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
+			return PARSE_USAGE;
+		}
+		*value = argv[i];
+	}
+	if (*value == NULL) {
+		usage_error(cmd, "missing %s", what);
+		return PARSE_USAGE;
+	}
+	return PARSE_OK;
+}
+
+static enum parse_result
+parse_provider(const struct command *cmd, int argc, char **argv,
+    struct request_args *out, bool *json)
+{
+	enum parse_result r;
+	char *name;
+
+	if ((r = parse_one(cmd, argc, argv, json, "PROVIDER", &name)) != PARSE_OK)
+		return r;
+	if (!check_provider(cmd, name))
+		return PARSE_USAGE;
+	add_arg(out, name);
+	return PARSE_OK;
+}
+
+static enum parse_result
+parse_ha(const struct command *cmd, int argc, char **argv,
+    struct request_args *out, bool *json)
+{
+	static const char *const states[] = { "master", "backup", "fault" };
+	enum parse_result r;
+	char *state;
+
+	if ((r = parse_one(cmd, argc, argv, json, "STATE", &state)) != PARSE_OK)
+		return r;
+	/* keepalived says MASTER/BACKUP/FAULT; accept either case. */
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		if (strcasecmp(state, states[i]) == 0) {
+			snprintf(out->state, sizeof(out->state), "%s", states[i]);
+			add_arg(out, out->state);
+			return PARSE_OK;
+		}
+	}
+	usage_error(cmd, "bad state \"%s\" (master, backup or fault)", state);
+	return PARSE_USAGE;
+}
+
+static enum parse_result
+parse_drill(const struct command *cmd, int argc, char **argv,
+    struct request_args *out, bool *json)
+{
+	size_t bytes = 0;
+
+	(void)json;
+	/* Everything else belongs to the drill, including options. */
+	if (argc > 0 && is_help(argv[0])) {
+		command_help(cmd);
+		return PARSE_HELP;
+	}
+	if (argc > CTL_MAX_ARGS) {
+		usage_error(cmd, "too many arguments (%d, at most %d)", argc,
+		    CTL_MAX_ARGS);
+		return PARSE_USAGE;
+	}
+	for (int i = 0; i < argc; i++) {
+		bytes += strlen(argv[i]) + 1;
+		if (bytes > CTL_MAX_REQUEST) {
+			usage_error(cmd, "arguments longer than %d bytes in all",
+			    CTL_MAX_REQUEST);
+			return PARSE_USAGE;
+		}
+		add_arg(out, argv[i]);
+	}
+	return PARSE_OK;
+}
+
+static const struct command commands[] = {
+	{
+		"status", CTL_STATUS, "show the node's state",
+		"status",
+		"    Shows this node's name and HA role (master, backup, fault or\n"
+		"    init), whether it is in sync with its peer, each provider with\n"
+		"    its health state (up, down or draining), weight, flow count and\n"
+		"    SNAT address, the flow counts (total, own, from the peer) and\n"
+		"    the state of the sync channel (peer, connection,\n"
+		"    authentication, lag, frames sent and received, resyncs and\n"
+		"    rejected frames by reason).\n",
+		NULL, parse_none,
+	},
+	{
+		"providers", CTL_PROVIDERS, "list the providers and their health",
+		"providers",
+		"    Lists every configured provider with its interface, gateway,\n"
+		"    SNAT address, mark, routing table, weight, health state and\n"
+		"    the state of its probes.\n",
+		NULL, parse_none,
+	},
+	{
+		"flows", CTL_FLOWS, "list tracked flows",
+		"flows [--provider NAME] [--limit N]",
+		"    Lists the flows uplinkd tracks: the original tuple, the\n"
+		"    provider, the translated source address and port, the mark,\n"
+		"    the L4 state, its age and the node that owns it.\n",
+		"    -p, --provider NAME\n"
+		"        Only flows through provider NAME.\n"
+		"    -n, --limit N\n"
+		"        At most N flows (1 to 100000000).\n",
+		parse_flows,
+	},
+	{
+		"sync", CTL_SYNC, "show the peer sync, or start a resync",
+		"sync [--resync]",
+		"    Shows the state of the sync channel to the peer node.  With\n"
+		"    --resync, asks the peer for a full transfer of its flows\n"
+		"    (bulk resync) and sends ours.\n",
+		"    --resync\n"
+		"        Start a bulk resync.\n",
+		parse_sync,
+	},
+	{
+		"drain", CTL_DRAIN, "stop sending new flows to a provider",
+		"drain PROVIDER",
+		"    Marks PROVIDER as draining: it gets no new flows, while its\n"
+		"    established flows keep going through it.  Undone by\n"
+		"    \"uplinkctl undrain\" and by a restart.\n",
+		NULL, parse_provider,
+	},
+	{
+		"undrain", CTL_UNDRAIN, "let a drained provider take new flows",
+		"undrain PROVIDER",
+		"    Ends the draining of PROVIDER; it takes new flows again while\n"
+		"    its health checks say it is up.\n",
+		NULL, parse_provider,
+	},
+	{
+		"ha", CTL_HA, "set the HA role (keepalived notify)",
+		"ha master|backup|fault",
+		"    Tells uplinkd the state keepalived has just entered.  On\n"
+		"    master it commits the peer's flows into the kernel before\n"
+		"    taking traffic; on backup and fault it keeps receiving them.\n"
+		"    The state may be given in upper case, as keepalived passes it.\n",
+		NULL, parse_ha,
+	},
+	{
+		"reload", CTL_RELOAD, "reload the configuration",
+		"reload",
+		"    Reads the configuration file again and switches to it only\n"
+		"    when it is valid (like SIGHUP); otherwise the errors are\n"
+		"    reported and the running configuration stays.\n",
+		NULL, parse_none,
+	},
+	{
+		"metrics", CTL_METRICS, "print counters in Prometheus text format",
+		"metrics",
+		"    Prints uplinkd's counters and gauges in the Prometheus text\n"
+		"    exposition format (for a textfile collector or a scrape\n"
+		"    wrapper).  --json has no effect on it.\n",
+		NULL, parse_none,
+	},
+	{
+		"drill", CTL_DRILL, "run a failover drill",
+		"drill [ARGS...]",
+		"    Runs a failover drill in the daemon.  The arguments are passed\n"
+		"    to the daemon as they are (at most 32); see the HA\n"
+		"    documentation for the drills it knows.  Only --help as the\n"
+		"    first argument is read by uplinkctl itself.\n",
+		NULL, parse_drill,
+	},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *
+command_find(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void
+global_help(void)
+{
+	printf("NAME\n    uplinkctl - control uplinkd, the multi-provider NAT "
+	    "gateway daemon\n\n");
+	printf("SYNOPSIS\n    uplinkctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
+	    "    uplinkctl COMMAND --help\n\n");
+	printf("DESCRIPTION\n"
+	    "    Sends COMMAND to uplinkd over its control socket and prints the\n"
+	    "    answer: aligned text for people, or JSON with --json.\n\n");
+	printf("COMMANDS\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		printf("    %-36s %s\n", commands[i].synopsis, commands[i].summary);
+	printf("\nOPTIONS\n%s\n", global_options_text);
+	printf("ENVIRONMENT\n"
+	    "    UPLINKD_SOCKET  control socket used when -s is not given\n\n");
+	printf("%s", exit_status_text);
+}
+
+/* Prints text, if any, and makes sure it ends in a newline. */
+static void
+print_body(FILE *f, const char *prefix, const char *body)
+{
+	size_t len = strlen(body);
+
+	if (len == 0 && prefix[0] == '\0')
+		return;
+	fprintf(f, "%s%s", prefix, body);
+	if (len == 0 || body[len - 1] != '\n')
+		fputc('\n', f);
+}
 
 int
-main(void)
+main(int argc, char **argv)
 {
-	fprintf(stderr, "uplinkctl: not built yet\n");
-	return 1;
+	const char *socket_path = getenv("UPLINKD_SOCKET");
+	const struct command *cmd;
+	struct request_args args = { 0 };
+	enum parse_result pr;
+	bool json = false;
+	uint32_t status;
+	char *body;
+	int i;
+
+	if (socket_path == NULL || socket_path[0] == '\0')
+		socket_path = CTL_DEFAULT_SOCKET;
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i], *v;
+		int rc;
+
+		if (arg[0] != '-' || strcmp(arg, "-") == 0)
+			break;
+		if (strcmp(arg, "--") == 0) {
+			i++;
+			break;
+		}
+		if (is_help(arg)) {
+			global_help();
+			return EXIT_OK;
+		}
+		if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0) {
+			printf("uplinkctl %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		}
+		if (is_json(arg)) {
+			json = true;
+			continue;
+		}
+		if (strncmp(arg, "-s", 2) == 0 && arg[2] != '\0') {
+			socket_path = arg + 2;
+			continue;
+		}
+		if ((rc = option_value(NULL, argc, argv, &i, "--socket", "-s",
+		    &v)) != 0) {
+			if (rc == -1)
+				return EXIT_USAGE;
+			socket_path = v;
+			continue;
+		}
+		usage_error(NULL, "unknown option \"%s\"", arg);
+		return EXIT_USAGE;
+	}
+	if (i >= argc) {
+		usage_error(NULL, "missing command");
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[i], "help") == 0) {
+		if (i + 1 >= argc) {
+			global_help();
+			return EXIT_OK;
+		}
+		if ((cmd = command_find(argv[i + 1])) == NULL) {
+			usage_error(NULL, "unknown command \"%s\"", argv[i + 1]);
+			return EXIT_USAGE;
+		}
+		command_help(cmd);
+		return EXIT_OK;
+	}
+	if ((cmd = command_find(argv[i])) == NULL) {
+		usage_error(NULL, "unknown command \"%s\"", argv[i]);
+		return EXIT_USAGE;
+	}
+	pr = cmd->parse(cmd, argc - i - 1, argv + i + 1, &args, &json);
+	if (pr == PARSE_HELP)
+		return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+	if (pr == PARSE_USAGE)
+		return EXIT_USAGE;
+	if (socket_path[0] == '\0') {
+		usage_error(NULL, "empty socket path");
+		return EXIT_USAGE;
+	}
+
+	if (ctl_call(socket_path, cmd->type, json ? CTL_F_JSON : 0, args.argc,
+	    args.argv, UPLINKCTL_TIMEOUT_MS, &status, &body) == -1) {
+		fprintf(stderr, "uplinkctl: cannot reach uplinkd at %s: %s\n",
+		    socket_path, errno == EPROTO ? "malformed reply" :
+		    strerror(errno));
+		return EXIT_UNREACHABLE;
+	}
+	switch (status) {
+	case CTL_OK:
+		print_body(stdout, "", body);
+		free(body);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "uplinkctl: writing the answer: %s\n",
+			    strerror(errno));
+			return EXIT_FAILED;
+		}
+		return EXIT_OK;
+	case CTL_USAGE:
+		print_body(stderr, "uplinkctl: ", body);
+		free(body);
+		return EXIT_USAGE;
+	default:
+		print_body(stderr, "uplinkctl: ", body);
+		free(body);
+		return EXIT_FAILED;
+	}
 }
