@@ -317,27 +317,11 @@ usage:
 	return CTL_USAGE;
 }
 
-static bool
-datapath_same(const struct config *a, const struct config *b)
-{
-	char *x[3] = { rules_render_iptables(a, NULL), rules_render_nft(a), rules_render_routes(a) };
-	char *y[3] = { rules_render_iptables(b, NULL), rules_render_nft(b), rules_render_routes(b) };
-	bool same = true;
-
-	for (int i = 0; i < 3; i++) {
-		if (!x[i] || !y[i] || strcmp(x[i], y[i]) != 0)
-			same = false;
-		free(x[i]);
-		free(y[i]);
-	}
-	return same;
-}
-
 /*
  * Reload: everything that depends on the config is built anew from the
  * new one, and only when all of it stands is the old state let go.  A
- * file with errors changes nothing.  Weight-only changes touch nothing in
- * the kernel but the fallback chain, so no connection notices.
+ * file with errors changes nothing.  The rules are installed over the old
+ * ones atomically, so established connections do not notice.
  */
 static int
 reload(struct uplinkd *d, char *err, size_t errlen)
@@ -348,14 +332,12 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 	struct health *nhealth = NULL;
 	struct ct *nct = NULL;
 	struct queue *nqueue = NULL;
-	bool full_rules;
 
 	d->reloads++;
 	if (ncfg == NULL)
 		goto fail;
 	if (strcmp(ncfg->control.socket, ocfg->control.socket) != 0)
 		log_warnx("reload: control.socket changed; the new path takes effect at restart");
-	full_rules = !datapath_same(ocfg, ncfg);
 	if ((nsched = sched_create(ncfg)) == NULL ||
 	    (nhealth = health_create(d->loop, ncfg, on_health, d)) == NULL) {
 		snprintf(err, errlen, "reload: %s", strerror(errno));
@@ -381,13 +363,12 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 	} else {
 		nqueue = d->queue;
 	}
-	if (full_rules) {
+	{
 		char rerr[512];
 
-		log_info("reload: datapath changed; reinstalling rules");
-		rules_remove(ocfg, rerr, sizeof(rerr));
 		if (rules_install(ncfg, NULL, rerr, sizeof(rerr)) == -1)
 			log_warnx("reload: installing rules: %s", rerr);
+		rules_remove_stale(ocfg, ncfg);
 	}
 	sched_destroy(d->sched);
 	health_destroy(d->health);

@@ -279,9 +279,10 @@ rules_print(const struct config *cfg, FILE *out)
 }
 
 /*
- * Runs argv with `input` on stdin; stdout and stderr are collected into err
- * (the last line that fits) for the caller's message.  Bounded in time:
- * a hung iptables must not hang the daemon forever.
+ * Runs argv with `input` on stdin.  On success `out` holds what it printed
+ * (the tail that fits); on failure a message naming the command with that
+ * output folded onto one line.  Bounded in time: a hung iptables must not
+ * hang the daemon forever.
  */
 static int
 rules_run(const char *const argv[], const char *input, char *err, size_t errlen)
@@ -365,8 +366,10 @@ rules_run(const char *const argv[], const char *input, char *err, size_t errlen)
 	close(out[0]);
 	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		snprintf(err, errlen, "%s", output);
 		return 0;
+	}
 	while (got > 0 && (output[got - 1] == '\n' || output[got - 1] == ' '))
 		output[--got] = '\0';
 	for (char *nl; (nl = strchr(output, '\n')) != NULL;)
@@ -439,6 +442,28 @@ rules_remove(const struct config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
+void
+rules_remove_stale(const struct config *old, const struct config *cur)
+{
+	const char *argv[] = { "ip", "-batch", "-", NULL };
+	char cmd[64], e[256];
+
+	for (size_t i = cur->nproviders; i < old->nproviders; i++) {
+		snprintf(cmd, sizeof(cmd), "rule del pref %zu\n", RULES_PREF_BASE + i);
+		rules_run(argv, cmd, e, sizeof(e));
+	}
+	for (size_t i = 0; i < old->nproviders; i++) {
+		bool used = false;
+
+		for (size_t j = 0; j < cur->nproviders; j++)
+			used |= cur->providers[j].table == old->providers[i].table;
+		if (used)
+			continue;
+		snprintf(cmd, sizeof(cmd), "route flush table %u\n", old->providers[i].table);
+		rules_run(argv, cmd, e, sizeof(e));
+	}
+}
+
 int
 rules_route_provider(const struct config *cfg, size_t provider, char *err, size_t errlen)
 {
@@ -476,34 +501,110 @@ rules_set_fallback(const struct config *cfg, const bool *usable, char *err, size
 	return rc;
 }
 
+/*
+ * Drops the "-I BUILTIN 1 -j UPLINKD-..." lines whose jump is already
+ * there, so that installing over a running (or crashed) instance's rules
+ * neither duplicates a jump nor removes anything first: iptables-restore
+ * --noflush flushes and refills our chains in one transaction per table,
+ * and established connections never see a moment without their rules.
+ */
+static char *
+rules_without_present_jumps(const char *text)
+{
+	char *out = NULL, table[16] = "", line[512];
+	size_t len;
+	FILE *f = open_memstream(&out, &len);
+
+	if (f == NULL)
+		return NULL;
+	for (const char *p = text; *p;) {
+		size_t n = strcspn(p, "\n");
+		char builtin[32], chain[32];
+
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		p += n + (p[n] == '\n');
+		if (line[0] == '*')
+			snprintf(table, sizeof(table), "%.15s", line + 1);
+		if (sscanf(line, "-I %31s 1 -j %31s", builtin, chain) == 2) {
+			const char *argv[] = { "iptables", "-w", "5", "-t", table, "-C", builtin,
+			    "-j", chain, NULL };
+			char e[256];
+
+			if (rules_run(argv, NULL, e, sizeof(e)) == 0)
+				continue;
+		}
+		fprintf(f, "%s\n", line);
+	}
+	if (fclose(f) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Policy rules that are already as wanted stay; others are replaced. */
+static char *
+rules_routes_to_apply(const struct config *cfg)
+{
+	char *out = NULL;
+	size_t len;
+	FILE *f = open_memstream(&out, &len);
+
+	if (f == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const struct cfg_provider *p = &cfg->providers[i];
+		const char *argv[] = { "ip", "rule", "list", "pref", NULL, NULL };
+		char pref[16], want[64], have[512];
+
+		snprintf(pref, sizeof(pref), "%zu", RULES_PREF_BASE + i);
+		argv[4] = pref;
+		snprintf(want, sizeof(want), "fwmark 0x%x/0x%x lookup %u", p->mark, cfg->mark_mask,
+		    p->table);
+		if (rules_run(argv, NULL, have, sizeof(have)) == -1 || strstr(have, want) == NULL ||
+		    strchr(have, '\n') != strrchr(have, '\n')) {
+			if (have[0] != '\0' && strstr(have, "lookup") != NULL)
+				fprintf(f, "rule del pref %s\n", pref);
+			fprintf(f, "rule add pref %s %s\n", pref, want);
+		}
+		rules_route_line(f, p);
+	}
+	if (fclose(f) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 int
 rules_install(const struct config *cfg, const bool *usable, char *err, size_t errlen)
 {
 	const char *ipt_argv[] = { "iptables-restore", "-w", "5", "--noflush", NULL };
 	const char *nft_argv[] = { "nft", "-f", "-", NULL };
 	const char *ip_argv[] = { "ip", "-force", "-batch", "-", NULL };
-	char *ipt = rules_render_iptables(cfg, usable);
+	char *full = rules_render_iptables(cfg, usable);
+	char *ipt = full ? rules_without_present_jumps(full) : NULL;
 	char *nft = rules_render_nft(cfg);
-	char *routes = rules_render_routes(cfg);
-	char ignored[256];
+	char *routes = rules_routes_to_apply(cfg);
 	int rc = -1;
 
 	if (ipt == NULL || nft == NULL || routes == NULL) {
 		snprintf(err, errlen, "rendering rules: %s", strerror(errno));
 		goto out;
 	}
-	rules_remove(cfg, ignored, sizeof(ignored));
 	/* A provider whose link is down cannot take its route now; the
 	 * route is added again when the link comes up, so -force goes on. */
 	if (rules_run(ip_argv, routes, err, errlen) == -1)
 		log_warnx("policy routing: %s (routes of providers that are down are "
 		    "added when their link comes up)", err);
+	/* The leak guard before the rules that translate. */
 	if (rules_run(nft_argv, nft, err, errlen) == -1)
 		goto out;
 	if (rules_run(ipt_argv, ipt, err, errlen) == -1)
 		goto out;
 	rc = 0;
 out:
+	free(full);
 	free(ipt);
 	free(nft);
 	free(routes);

@@ -48,7 +48,12 @@ char *rules_render_routes(const struct config *cfg);
 /* Writes all three texts with headers saying which tool consumes them. */
 int rules_print(const struct config *cfg, FILE *out);
 
-/* Removes leftovers, then installs routes, iptables and nft rules. */
+/*
+ * Installs routes, nft and iptables rules over whatever is there: our
+ * chains are flushed and refilled in one transaction per table, jumps that
+ * exist are kept, so neither a restart nor a reload leaves a moment
+ * without rules, and nothing is ever duplicated.
+ */
 int rules_install(const struct config *cfg, const bool *usable, char *err,
     size_t errlen);
 /* Rewrites only the fallback chain (atomic). */
@@ -57,6 +62,9 @@ int rules_set_fallback(const struct config *cfg, const bool *usable, char *err,
 /* Re-adds a provider's default route (after its link came back). */
 int rules_route_provider(const struct config *cfg, size_t provider, char *err,
     size_t errlen);
+/* After a reload: removes the policy rules and routing tables `old` had
+ * that `cur` does not use. */
+void rules_remove_stale(const struct config *old, const struct config *cur);
 /* Removes everything uplinkd installs; best effort, -1 if anything failed
  * that existed. */
 int rules_remove(const struct config *cfg, char *err, size_t errlen);

@@ -53,7 +53,7 @@ kernel_down() {
 }
 
 lab_down >/dev/null 2>&1
-lab_up --gateways 1 >/dev/null || exit 1
+lab_up 1 >/dev/null || exit 1
 lab_uplinkd_config gw1 wrr 2 1
 lab_start_bg srv server "$LT" server --tcp 5001 --udp 5002 --report "$LAB_DIR/server.report" \
 	--deadline 3600

@@ -42,7 +42,7 @@ count() {	# count ID_LO ID_HI: connections per source address seen by the server
 }
 
 step "building the lab: client -- LAN -- gw1 -- providers A and B -- server (network namespaces)"
-lab_up --gateways 1 >/dev/null
+lab_up 1 >/dev/null
 lab_uplinkd_config gw1 wrr 2 1
 echo "uplinkd config (weights isp-a:isp-b = 2:1):"
 sed 's/^/    /' "$LAB_DIR/gw1.yaml" | grep -v '^    #'

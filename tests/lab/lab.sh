@@ -139,8 +139,11 @@ lab_start_bg() {
 	case $name in */* | "") _lab_err "bad process name '$name'"; return 2 ;; esac
 	_lab_dir_init || return 1
 	if [ -f "$LAB_DIR/$name.pid" ]; then
-		_lab_err "$name already started (pid $(cat "$LAB_DIR/$name.pid"))"
-		return 1
+		if _lab_pid_is_ours "$(cat "$LAB_DIR/$name.pid")"; then
+			_lab_err "$name already started (pid $(cat "$LAB_DIR/$name.pid"))"
+			return 1
+		fi
+		rm -f "$LAB_DIR/$name.pid"	# left by a process that died
 	fi
 	ip netns exec "$ns" "$@" </dev/null >"$LAB_DIR/$name.log" 2>&1 &
 	pid=$!

@@ -59,7 +59,7 @@ short() {	# short ID_BASE COUNT
 }
 
 lab_down >/dev/null 2>&1
-lab_up --gateways 1 >/dev/null || { echo "Bail out! lab up failed"; exit 1; }
+lab_up 1 >/dev/null || { echo "Bail out! lab up failed"; exit 1; }
 lab_uplinkd_config gw1 wrr 2 1
 lab_uplinkd_start gw1
 lab_wait_for "lab_uplinkctl gw1 status" 20
@@ -171,7 +171,9 @@ ok "$([ "${after:-0}" -gt "${before:-0}" ] && echo 0 || echo 1)" "a weight chang
 
 # --- the daemon dies: bypass + kernel fallback ---
 nflows_before=$(jget 'd["flows"]["own"]' status)
-kill -9 "$(cat "$LAB_DIR/uplinkd-gw1.pid")"
+pid=$(cat "$LAB_DIR/uplinkd-gw1.pid")
+kill -9 "$pid"
+wait "$pid" 2>/dev/null	# reap it: a zombie still answers kill -0
 sleep 0.5
 short 60000 60 >/dev/null 2>&1
 ok $? "new connections still succeed with the daemon dead (queue bypass)"
@@ -197,6 +199,14 @@ summary=$(grep '^long:' "$LAB_DIR/long.log" | tail -1)
 diag "$summary"
 case $summary in *" broken=0 "*) r=0 ;; *) r=1 ;; esac
 ok $r "no long-lived connection broke during the whole test"
+# A TCP stall past one retransmission timeout means packets were lost
+# somewhere (a reload or restart that left a moment without rules).
+gap=$(echo "$summary" | sed -n 's/.* max_gap_ms=\([0-9.]*\).*/\1/p')
+ok "$(python3 -c "print(0 if float('${gap:-9999}') < 1500 else 1)")" "no long-lived connection stalled (max gap $gap ms)"
+usent=$(echo "$summary" | sed -n 's/.* udp_sent=\([0-9]*\).*/\1/p')
+uecho=$(echo "$summary" | sed -n 's/.* udp_echoed=\([0-9]*\).*/\1/p')
+ok "$(python3 -c "print(0 if ${usent:-0} > 0 and ${uecho:-0} >= 0.99 * ${usent:-0} else 1)")" \
+	"UDP flows kept flowing ($uecho of $usent datagrams echoed)"
 leaks=$(lab_leaks)
 ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a provider untranslated ($leaks leaked)"
 
