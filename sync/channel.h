@@ -1,0 +1,87 @@
+/*
+ * channel: the authenticated, encrypted byte pipe between the two nodes.
+ * TCP + TLS 1.3 (OpenSSL), mutual authentication, non-blocking inside the
+ * daemon's one event loop (daemon/ev.h).  It carries bytes, not frames:
+ * the sync session above it frames and parses them (sync/frame.h).
+ *
+ * Who connects: both nodes listen on sync.listen; the node whose name
+ * sorts lower dials sync.peer, so exactly one connection exists.  A new
+ * authenticated connection from the peer replaces an old one (the peer
+ * restarted).  Dialing retries with capped exponential backoff (100 ms
+ * doubling to 5 s).  TCP keepalive and TCP_USER_TIMEOUT find a dead peer
+ * within 3 s even when nothing is sent; the session's heartbeats cover
+ * the rest.
+ *
+ * Authentication happens before a single byte is delivered: the peer's
+ * certificate must chain to sync.tls.ca and its name (subject CN or a DNS
+ * subjectAltName) must equal sync.tls.peer_name; our own certificate and
+ * key come from sync.tls.cert/key.  TLS below 1.3 is refused.  A failed
+ * handshake (wrong CA, wrong name, expired, plaintext, garbage) is counted
+ * and the connection closed; nothing reaches the session.
+ *
+ * Sending is bounded: at most CHANNEL_MAX_QUEUED bytes wait to be
+ * written; past that channel_send() refuses (the session then marks the
+ * peer out of sync and resyncs later instead of growing memory).
+ */
+#ifndef UPLINKD_CHANNEL_H
+#define UPLINKD_CHANNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ev.h"
+
+#define CHANNEL_MAX_QUEUED (64u << 20)
+
+enum channel_state {
+	CHANNEL_IDLE,		/* not connected; dialing or waiting to be dialed */
+	CHANNEL_HANDSHAKE,	/* TCP up, TLS handshake running */
+	CHANNEL_UP,		/* authenticated; bytes flow */
+};
+
+enum channel_event {
+	CHANNEL_EV_UP,		/* authenticated connection established */
+	CHANNEL_EV_DOWN,	/* connection lost (reason in stats.last_error) */
+};
+
+struct channel_stats {
+	enum channel_state state;
+	bool authenticated;
+	char tls_version[16];		/* "TLSv1.3" */
+	char cipher[64];
+	char peer_cn[64];
+	uint64_t connects;		/* authenticated connections made */
+	uint64_t reconnects;		/* ... after the first */
+	uint64_t auth_failures;		/* handshakes refused, any reason */
+	uint64_t bytes_in, bytes_out;
+	uint64_t send_refused;		/* channel_send over the bound */
+	char last_error[160];
+	int64_t last_error_ms;		/* monotonic, 0 if none */
+};
+
+struct channel;
+
+typedef void (*channel_event_cb)(enum channel_event ev, void *data);
+typedef void (*channel_data_cb)(const uint8_t *buf, size_t len, void *data);
+
+/*
+ * Loads the TLS material and starts listening (and dialing, if we are the
+ * lower name).  cfg must outlive the channel and have has_sync.  NULL with
+ * errno on failure, with the reason (file, OpenSSL error) logged.
+ */
+struct channel *channel_create(struct ev_loop *loop, const struct config *cfg,
+    channel_event_cb on_event, channel_data_cb on_data, void *data);
+void channel_destroy(struct channel *ch);
+
+/* Queues bytes for the peer.  0, or -1 with errno ENOTCONN (not up) or
+ * ENOBUFS (over CHANNEL_MAX_QUEUED). */
+int channel_send(struct channel *ch, const void *buf, size_t len);
+/* Bytes queued and not yet written. */
+size_t channel_queued(const struct channel *ch);
+/* Drops the connection (the session saw a protocol violation). */
+void channel_close(struct channel *ch, const char *reason);
+void channel_get_stats(const struct channel *ch, struct channel_stats *out);
+
+#endif
