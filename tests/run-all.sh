@@ -50,7 +50,9 @@ for v in plain asan; do
 	grep -q '^# ERROR: *[1-9]' "_build/$v/check.log" && fail_step "$v: a test program crashed (see _build/$v/test-suite.log)"
 done
 
-export UPLINKD_BUILD="$top/_build/plain"
+# The lab runs the sanitizer build: real traffic through an ASan/UBSan
+# daemon finds what unit tests cannot.
+export UPLINKD_BUILD="$top/_build/asan"
 for t in ${@:-$(ls tests/lab/t_*.sh 2>/dev/null)}; do
 	note "$t"
 	log="_build/$(basename "$t" .sh).log"

@@ -145,7 +145,7 @@ lab_start_bg() {
 		fi
 		rm -f "$LAB_DIR/$name.pid"	# left by a process that died
 	fi
-	ip netns exec "$ns" "$@" </dev/null >"$LAB_DIR/$name.log" 2>&1 &
+	ip netns exec "$ns" "$@" </dev/null >>"$LAB_DIR/$name.log" 2>&1 &
 	pid=$!
 	echo "$pid" >"$LAB_DIR/$name.pid"
 	# A command that fails at once (not found, bad usage) is reported here.
