@@ -94,6 +94,8 @@ struct channel {
 	int depth;			/* nesting of event-loop entries */
 	int hs_timeout_ms;
 	int64_t backoff_ms;		/* next dial delay */
+	int64_t refuse_log_ms;		/* last refusal logged at warning level */
+	uint64_t refuse_quiet;		/* refusals since, logged at debug only */
 	struct ev_timer *dial_timer;
 	struct chan_conn *pending[CHANNEL_MAX_PENDING];
 	struct chan_conn *dial;		/* outbound, not yet up */
@@ -292,7 +294,20 @@ conn_refuse(struct chan_conn *c, const char *why)
 
 	ch->st.auth_failures++;
 	chan_error(ch, "refused %s %s: %s", conn_dir(c), c->addr, why);
-	log_warnx("channel: %s", ch->st.last_error);
+	/* Anyone who can reach the port can make us refuse: at most one
+	 * warning a second, the rest at debug level and in the counter. */
+	if (ch->refuse_log_ms == 0 || ch->st.last_error_ms - ch->refuse_log_ms >= 1000) {
+		if (ch->refuse_quiet > 0)
+			log_warnx("channel: %s (and %llu more refused)", ch->st.last_error,
+			    (unsigned long long)ch->refuse_quiet);
+		else
+			log_warnx("channel: %s", ch->st.last_error);
+		ch->refuse_log_ms = ch->st.last_error_ms;
+		ch->refuse_quiet = 0;
+	} else {
+		ch->refuse_quiet++;
+		log_debug("channel: %s", ch->st.last_error);
+	}
 	conn_close(c);
 	if (outbound)
 		dial_schedule(ch);

@@ -82,7 +82,8 @@ void channel_destroy(struct channel *ch);
 int channel_send(struct channel *ch, const void *buf, size_t len);
 /* Bytes queued and not yet written. */
 size_t channel_queued(const struct channel *ch);
-/* Drops the connection (the session saw a protocol violation). */
+/* Drops the connection (the session saw a protocol violation); the
+ * CHANNEL_EV_DOWN event is delivered before this returns. */
 void channel_close(struct channel *ch, const char *reason);
 void channel_get_stats(const struct channel *ch, struct channel_stats *out);
 /* For tests: how long a connection may take from TCP accept/connect to

@@ -43,6 +43,7 @@ struct side {
 
 static struct ev_loop *loop;
 static char dir[64];
+static bool use_v6;	/* endpoints on ::1 instead of 127.0.0.1 */
 
 static uint8_t
 pattern(uint64_t i)
@@ -188,9 +189,14 @@ side_config(struct side *s, const char *peer_name, const char *certdir, const ch
 	memset(&s->cfg, 0, sizeof(s->cfg));
 	snprintf(s->cfg.node, sizeof(s->cfg.node), "%s", s->name);
 	s->cfg.has_sync = true;
-	s->cfg.sync.listen.addr.family = AF_INET;
-	s->cfg.sync.listen.addr.a[0] = 127;
-	s->cfg.sync.listen.addr.a[3] = 1;
+	if (use_v6) {
+		s->cfg.sync.listen.addr.family = AF_INET6;
+		s->cfg.sync.listen.addr.a[15] = 1;
+	} else {
+		s->cfg.sync.listen.addr.family = AF_INET;
+		s->cfg.sync.listen.addr.a[0] = 127;
+		s->cfg.sync.listen.addr.a[3] = 1;
+	}
 	s->cfg.sync.listen.port = listen;
 	s->cfg.sync.peer = s->cfg.sync.listen;
 	s->cfg.sync.peer.port = peer;
@@ -547,6 +553,32 @@ main(void)
 
 	channel_destroy(gw1.ch);
 	channel_destroy(gw2.ch);
+
+	/* The same over IPv6 loopback, when the host has it. */
+	{
+		int fd = socket(AF_INET6, SOCK_STREAM, 0);
+		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		bool have_v6 = fd != -1 && bind(fd, (struct sockaddr *)&s6, sizeof(s6)) == 0;
+		struct rx_goal r = { &gw2, 1000000 };
+
+		if (fd != -1)
+			close(fd);
+		if (!have_v6) {
+			tap_diag("no IPv6 loopback: IPv6 checks skipped");
+		} else {
+			use_v6 = true;
+			gw1.rx_total = gw2.rx_total = 0;
+			p1 = p2 = 0;
+			rc = side_create(&gw2, "gw1", dir, "gw2", &p2, 1);
+			rc |= side_create(&gw1, "gw2", dir, "gw1", &p1, p2);
+			tap_ok(rc == 0, "IPv6 pair created on [::1]:%u and [::1]:%u", p1, p2);
+			tap_ok(rc == 0 && run_until(both_up, NULL, 10000), "IPv6: both up");
+			tap_ok(rc == 0 && send_pattern(&gw1, 1000000) == 0 &&
+			    run_until(rx_reached, &r, 10000) && gw2.rx_bad == 0, "IPv6: bytes flow");
+			channel_destroy(gw1.ch);
+			channel_destroy(gw2.ch);
+		}
+	}
 	ev_destroy(loop);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
