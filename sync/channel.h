@@ -57,6 +57,8 @@ struct channel_stats {
 	uint64_t auth_failures;		/* handshakes refused, any reason */
 	uint64_t bytes_in, bytes_out;
 	uint64_t send_refused;		/* channel_send over the bound */
+	uint64_t accept_refused;	/* inbound TCP closed at once: too
+					 * many handshakes already pending */
 	char last_error[160];
 	int64_t last_error_ms;		/* monotonic, 0 if none */
 };
@@ -80,8 +82,12 @@ void channel_destroy(struct channel *ch);
 int channel_send(struct channel *ch, const void *buf, size_t len);
 /* Bytes queued and not yet written. */
 size_t channel_queued(const struct channel *ch);
-/* Drops the connection (the session saw a protocol violation). */
+/* Drops the connection (the session saw a protocol violation); the
+ * CHANNEL_EV_DOWN event is delivered before this returns. */
 void channel_close(struct channel *ch, const char *reason);
 void channel_get_stats(const struct channel *ch, struct channel_stats *out);
+/* For tests: how long a connection may take from TCP accept/connect to
+ * authentication (default 5000 ms); applies to connections started later. */
+void channel_set_handshake_timeout(struct channel *ch, int ms);
 
 #endif
