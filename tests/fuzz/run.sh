@@ -12,13 +12,13 @@
 # read; what a run discovers goes to _build/fuzz/corpus/TARGET/ and is kept
 # for the next run.  Crash inputs land in _build/fuzz/artifacts/TARGET/;
 # replay one with "_build/fuzz/TARGET FILE".  A dictionary
-# tests/fuzz/TARGET.dict is used when present.
+# tests/fuzz/dict/TARGET.dict is used when present.
 #
 # A longer run (an hour per target, both cores, more memory per input):
 #   FUZZ_SECONDS=3600 tests/fuzz/run.sh
 # or by hand, on one target, with two jobs:
 #   _build/fuzz/fuzz_config -jobs=2 -workers=2 -max_total_time=3600 \
-#       -dict=tests/fuzz/fuzz_config.dict -max_len=16384 \
+#       -dict=tests/fuzz/dict/fuzz_config.dict -max_len=16384 \
 #       -artifact_prefix=_build/fuzz/artifacts/fuzz_config/ \
 #       _build/fuzz/corpus/fuzz_config tests/fuzz/corpus/fuzz_config
 # and, afterwards, minimise what it found into the seeds worth committing:
@@ -74,7 +74,7 @@ for t in "${targets[@]}"; do
 	seeds=()
 	[ -d "tests/fuzz/corpus/$t" ] && seeds+=("tests/fuzz/corpus/$t")
 	dict=()
-	[ -f "tests/fuzz/$t.dict" ] && dict+=("-dict=tests/fuzz/$t.dict")
+	[ -f "tests/fuzz/dict/$t.dict" ] && dict+=("-dict=tests/fuzz/dict/$t.dict")
 	before=$(artifacts "$art")
 	# -timeout: one input may take 10 s at most; the outer timeout bounds
 	# the whole run even if libFuzzer itself wedges.
