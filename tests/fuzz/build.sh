@@ -65,6 +65,7 @@ include_closure() {
 	srcs=()
 	while [ ${#todo[@]} -gt 0 ]; do
 		f=${todo[0]}; todo=("${todo[@]:1}")
+		# shellcheck disable=SC2013	# header names have no spaces
 		for h in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f"); do
 			case "$seen" in *" $h "*) continue ;; esac
 			seen="$seen$h "
@@ -121,6 +122,7 @@ for target in "${targets[@]}"; do
 	fi
 	pkgflags=""
 	if [ -z "$why" ] && [ -n "$pkgs" ]; then
+		# shellcheck disable=SC2086	# a list of modules
 		if ! pkgflags=$(pkg-config --cflags --libs $pkgs 2>/dev/null); then
 			why="pkg-config modules missing: $pkgs"
 		fi
