@@ -69,6 +69,85 @@ struct ctl {
 	struct ctl_stats stats;
 };
 
+/* --- requests: validation without I/O --- */
+
+__attribute__((format(printf, 5, 6))) static int
+ctl_request_fail(enum ctl_reject *reason, enum ctl_reject why, char *err,
+    size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	*reason = why;
+	if (errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	errno = EINVAL;
+	return -1;
+}
+
+int
+ctl_request_check_header(const struct ctl_req_hdr *h, char *err,
+    size_t errlen, enum ctl_reject *reason)
+{
+	/* The order is part of the behaviour: magic first, so that a
+	 * stranger talking to the socket is told so before anything else. */
+	if (h->magic != CTL_MAGIC)
+		return ctl_request_fail(reason, CTL_REJECT_MAGIC, err, errlen,
+		    "bad magic 0x%08x (want 0x%08x)", h->magic, CTL_MAGIC);
+	if (h->version != CTL_VERSION)
+		return ctl_request_fail(reason, CTL_REJECT_VERSION, err, errlen,
+		    "unsupported protocol version %u (want %u)", h->version,
+		    CTL_VERSION);
+	if (h->type == 0 || h->type >= CTL_TYPE_MAX)
+		return ctl_request_fail(reason, CTL_REJECT_TYPE, err, errlen,
+		    "unknown request type %u", h->type);
+	if (h->length > CTL_MAX_REQUEST)
+		return ctl_request_fail(reason, CTL_REJECT_LENGTH, err, errlen,
+		    "request length %u exceeds %u", h->length, CTL_MAX_REQUEST);
+	*reason = CTL_REJECT_NONE;
+	return 0;
+}
+
+int
+ctl_request_parse(const void *buf, size_t len, struct ctl_request *out,
+    char *err, size_t errlen, enum ctl_reject *reason)
+{
+	const char *payload = (const char *)buf + CTL_HDR_LEN;
+	struct ctl_req_hdr h;
+	int nuls = 0;
+
+	if (len < CTL_HDR_LEN)
+		return ctl_request_fail(reason, CTL_REJECT_LENGTH, err, errlen,
+		    "request cut at %zu of %zu header bytes", len, CTL_HDR_LEN);
+	memcpy(&h, buf, CTL_HDR_LEN);
+	if (ctl_request_check_header(&h, err, errlen, reason) == -1)
+		return -1;
+	if (len - CTL_HDR_LEN != h.length)
+		return ctl_request_fail(reason, CTL_REJECT_LENGTH, err, errlen,
+		    "request has %zu payload bytes, its header says %u",
+		    len - CTL_HDR_LEN, h.length);
+	if (h.length > 0 && payload[h.length - 1] != '\0')
+		return ctl_request_fail(reason, CTL_REJECT_ARGS, err, errlen,
+		    "arguments are not NUL-terminated");
+	for (uint32_t i = 0; i < h.length; i++)
+		if (payload[i] == '\0')
+			nuls++;
+	if (nuls > CTL_MAX_ARGS)
+		return ctl_request_fail(reason, CTL_REJECT_ARGS, err, errlen,
+		    "too many arguments (%d, at most %d)", nuls, CTL_MAX_ARGS);
+	memset(out, 0, sizeof(*out));
+	out->type = (enum ctl_type)h.type;
+	out->flags = h.flags;
+	/* Each string ends at a NUL inside the payload (the last byte is
+	 * one), and there are at most CTL_MAX_ARGS of them. */
+	for (uint32_t off = 0; off < h.length; off += strlen(payload + off) + 1)
+		out->argv[out->argc++] = payload + off;
+	*reason = CTL_REJECT_NONE;
+	return 0;
+}
+
 /* --- server: clients --- */
 
 static void
@@ -158,32 +237,41 @@ ctl_client_reject(struct ctl_client *c, uint64_t *counter, enum ctl_status statu
 	ctl_client_reply(c, status, msg, strlen(msg));
 }
 
+static uint64_t *
+ctl_reject_counter(struct ctl *ctl, enum ctl_reject reason)
+{
+	switch (reason) {
+	case CTL_REJECT_MAGIC:
+		return &ctl->stats.bad_magic;
+	case CTL_REJECT_VERSION:
+		return &ctl->stats.bad_version;
+	case CTL_REJECT_TYPE:
+		return &ctl->stats.bad_type;
+	case CTL_REJECT_LENGTH:
+		return &ctl->stats.bad_length;
+	case CTL_REJECT_ARGS:
+	case CTL_REJECT_NONE:
+		break;
+	}
+	return &ctl->stats.bad_args;
+}
+
 /* Returns false (after replying) when the header is not acceptable. */
 static bool
 ctl_check_header(struct ctl_client *c, const struct ctl_req_hdr *h)
 {
 	struct ctl *ctl = c->ctl;
+	enum ctl_reject reason;
+	char err[CTL_ERRLEN];
 
-	if (h->magic != CTL_MAGIC) {
-		ctl_client_reject(c, &ctl->stats.bad_magic, CTL_USAGE,
-		    "bad magic 0x%08x (want 0x%08x)", h->magic, CTL_MAGIC);
+	if (ctl_request_check_header(h, err, sizeof(err), &reason) == -1) {
+		ctl_client_reject(c, ctl_reject_counter(ctl, reason), CTL_USAGE,
+		    "%s", err);
 		return false;
 	}
-	if (h->version != CTL_VERSION) {
-		ctl_client_reject(c, &ctl->stats.bad_version, CTL_USAGE,
-		    "unsupported protocol version %u (want %u)", h->version,
-		    CTL_VERSION);
-		return false;
-	}
-	if (h->type == 0 || h->type >= CTL_TYPE_MAX ||
-	    ctl->handlers[h->type].fn == NULL) {
+	if (ctl->handlers[h->type].fn == NULL) {
 		ctl_client_reject(c, &ctl->stats.bad_type, CTL_USAGE,
 		    "unknown request type %u", h->type);
-		return false;
-	}
-	if (h->length > CTL_MAX_REQUEST) {
-		ctl_client_reject(c, &ctl->stats.bad_length, CTL_USAGE,
-		    "request length %u exceeds %u", h->length, CTL_MAX_REQUEST);
 		return false;
 	}
 	return true;
@@ -193,43 +281,29 @@ static void
 ctl_dispatch(struct ctl_client *c)
 {
 	struct ctl *ctl = c->ctl;
-	struct ctl_req_hdr h;
-	struct ctl_request req = { 0 };
-	const char *payload = (const char *)c->buf + CTL_HDR_LEN;
+	struct ctl_request req;
+	enum ctl_reject reason;
 	char err[CTL_ERRLEN] = "";
 	enum ctl_status status;
 	struct emit *out;
 	const char *body;
 	size_t len;
-	int nuls = 0;
 
-	memcpy(&h, c->buf, CTL_HDR_LEN);
-	if (h.length > 0 && payload[h.length - 1] != '\0') {
-		ctl_client_reject(c, &ctl->stats.bad_args, CTL_USAGE,
-		    "arguments are not NUL-terminated");
+	if (ctl_request_parse(c->buf, c->need, &req, err, sizeof(err),
+	    &reason) == -1) {
+		ctl_client_reject(c, ctl_reject_counter(ctl, reason), CTL_USAGE,
+		    "%s", err);
 		return;
 	}
-	for (uint32_t i = 0; i < h.length; i++)
-		if (payload[i] == '\0')
-			nuls++;
-	if (nuls > CTL_MAX_ARGS) {
-		ctl_client_reject(c, &ctl->stats.bad_args, CTL_USAGE,
-		    "too many arguments (%d, at most %d)", nuls, CTL_MAX_ARGS);
-		return;
-	}
-	req.type = (enum ctl_type)h.type;
-	req.flags = h.flags;
-	for (uint32_t off = 0; off < h.length; off += strlen(payload + off) + 1)
-		req.argv[req.argc++] = payload + off;
-
 	ctl->stats.requests++;
-	out = emit_create(h.flags & CTL_F_JSON ? EMIT_JSON : EMIT_HUMAN);
+	out = emit_create(req.flags & CTL_F_JSON ? EMIT_JSON : EMIT_HUMAN);
 	if (out == NULL) {
 		ctl_client_reply(c, CTL_FAILED, "out of memory", 13);
 		return;
 	}
-	status = ctl->handlers[h.type].fn(&req, out, err, sizeof(err),
-	    ctl->handlers[h.type].data);
+	err[0] = '\0';
+	status = ctl->handlers[req.type].fn(&req, out, err, sizeof(err),
+	    ctl->handlers[req.type].data);
 	err[sizeof(err) - 1] = '\0';
 	if (status == CTL_OK) {
 		if ((body = emit_finish(out, &len)) != NULL)

@@ -85,6 +85,34 @@ struct ctl_request {
 	const char *argv[CTL_MAX_ARGS];
 };
 
+/* Why a request was refused; each reason has a counter in ctl_stats. */
+enum ctl_reject {
+	CTL_REJECT_NONE = 0,
+	CTL_REJECT_MAGIC,
+	CTL_REJECT_VERSION,
+	CTL_REJECT_TYPE,
+	CTL_REJECT_LENGTH,
+	CTL_REJECT_ARGS,
+};
+
+/*
+ * The server's checks, as pure functions (no I/O, no state) so that they
+ * can be tested and fuzzed alone.
+ *
+ * ctl_request_check_header: what can be checked before the payload is
+ * read (magic, version, type in range, length <= CTL_MAX_REQUEST).
+ * Whether a handler is registered for the type is the server's business.
+ *
+ * ctl_request_parse: a whole request, `len` bytes at buf (the header and
+ * exactly h.length payload bytes).  Fills `out`, whose argv point into buf
+ * (valid as long as buf is), and returns 0; or returns -1 with errno
+ * EINVAL, *reason set and a one-line message in err (the reply's body).
+ */
+int ctl_request_check_header(const struct ctl_req_hdr *h, char *err,
+    size_t errlen, enum ctl_reject *reason);
+int ctl_request_parse(const void *buf, size_t len, struct ctl_request *out,
+    char *err, size_t errlen, enum ctl_reject *reason);
+
 /*
  * A handler fills `out` (created in the format the client asked for) and
  * returns a ctl_status.  On CTL_FAILED/CTL_USAGE it writes a one-line reason

@@ -50,6 +50,11 @@ for v in plain asan; do
 	grep -q '^# ERROR: *[1-9]' "_build/$v/check.log" && fail_step "$v: a test program crashed (see _build/$v/test-suite.log)"
 done
 
+note "fuzz targets (short run; see tests/fuzz/run.sh for a long one)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_BUILDDIR="$top/_build/plain" tests/fuzz/run.sh >_build/fuzz.log 2>&1
+grep -E '^(ok|not ok)' _build/fuzz.log
+count_tap _build/fuzz.log
+
 # The lab runs the sanitizer build: real traffic through an ASan/UBSan
 # daemon finds what unit tests cannot.
 export UPLINKD_BUILD="$top/_build/asan"

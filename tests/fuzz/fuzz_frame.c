@@ -12,6 +12,9 @@
  * a chunk the decoder should no longer hold.
  *
  * Run: tests/fuzz/run.sh (see there for the longer run).
+ *
+ * FUZZ_SOURCES: sync/frame.c daemon/config.c daemon/netaddr.c daemon/hash.c daemon/log.c proto/uplinkd.pb-c.c
+ * FUZZ_PKGS: libprotobuf-c yaml-0.1
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,81 +1,96 @@
-#!/bin/sh
-# Runs every libFuzzer target (tests/fuzz/fuzz_*) for FUZZ_SECONDS seconds
-# each (default 30) and prints TAP: "ok" when the target ran that long
-# without a crash, leak or failed check.
+#!/bin/bash
+# Builds the libFuzzer targets (tests/fuzz/build.sh) into _build/fuzz and
+# runs each for FUZZ_SECONDS (default 20), printing TAP: one line per
+# target, "not ok" when it does not build, exits with an error, or leaves a
+# crash/leak/timeout/oom file.  Targets skipped by build.sh are "# SKIP".
 #
-# Each target starts from its committed seeds, tests/fuzz/corpus/<target>/
-# (read only), plus a working corpus in the build tree,
-# tests/fuzz/corpus-work/<target>/, that keeps what the runs discover
-# between runs.  A crash leaves its input as tests/fuzz/crash-* in the
-# build tree; reproduce it with `tests/fuzz/fuzz_frame FILE`.
+# Usage: tests/fuzz/run.sh [TARGET...]       (default: every fuzz_*.c)
+# Env:   FUZZ_SECONDS  run time per target (default 20)
+#        FUZZ_BUILDDIR configured build tree with generated proto/ files
 #
-# "make check" runs this for 5 s per target.  Before a release, or after
-# touching sync/frame.c or proto/, run it longer, e.g. an hour on both
-# cores:
-#	FUZZ_SECONDS=3600 FUZZ_JOBS=2 tests/fuzz/run.sh
-# and commit any new seed worth keeping (a minimised crash input, once
-# fixed) to tests/fuzz/corpus/<target>/.
+# Corpora: tests/fuzz/corpus/TARGET/ holds the committed seeds and is only
+# read; what a run discovers goes to _build/fuzz/corpus/TARGET/ and is kept
+# for the next run.  Crash inputs land in _build/fuzz/artifacts/TARGET/;
+# replay one with "_build/fuzz/TARGET FILE".  A dictionary
+# tests/fuzz/dict/TARGET.dict is used when present.
 #
-# Build directory: $top_builddir (make check), else $UPLINKD_BUILD, else
-# the source tree if configured in place, else _build/plain.  Targets are
-# built there first when missing (they need configure to have found clang
-# with -fsanitize=fuzzer).
+# A longer run (an hour per target, both cores, more memory per input):
+#   FUZZ_SECONDS=3600 tests/fuzz/run.sh
+# or by hand, on one target, with two jobs:
+#   _build/fuzz/fuzz_config -jobs=2 -workers=2 -max_total_time=3600 \
+#       -dict=tests/fuzz/dict/fuzz_config.dict -max_len=16384 \
+#       -artifact_prefix=_build/fuzz/artifacts/fuzz_config/ \
+#       _build/fuzz/corpus/fuzz_config tests/fuzz/corpus/fuzz_config
+# and, afterwards, minimise what it found into the seeds worth committing:
+#   _build/fuzz/fuzz_config -merge=1 /tmp/min tests/fuzz/corpus/fuzz_config \
+#       _build/fuzz/corpus/fuzz_config
 set -u
-src=$(cd "$(dirname "$0")/../.." && pwd)
-seconds=${FUZZ_SECONDS:-30}
-jobs=${FUZZ_JOBS:-1}
-if [ -n "${top_builddir:-}" ]; then
-	build=$(cd "$top_builddir" && pwd)
-elif [ -n "${UPLINKD_BUILD:-}" ]; then
-	build=$UPLINKD_BUILD
-elif [ -f "$src/Makefile" ]; then
-	build=$src
-else
-	build=$src/_build/plain
-fi
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top" || exit 1
+secs=${FUZZ_SECONDS:-20}
+case "$secs" in ''|*[!0-9]*) echo "run.sh: FUZZ_SECONDS must be a number" >&2; exit 2 ;; esac
+out=$top/_build/fuzz
 
-targets=$(cd "$src/tests/fuzz" && ls fuzz_*.c 2>/dev/null | sed 's/\.c$//')
-if [ -z "$targets" ]; then
-	echo "1..0 # SKIP no fuzz targets"
-	exit 0
+if [ $# -gt 0 ]; then
+	targets=("$@")
+else
+	targets=()
+	for f in tests/fuzz/fuzz_*.c; do
+		[ -f "$f" ] && targets+=("$(basename "$f" .c)")
+	done
 fi
-if ! grep -q '^FUZZ_TARGETS = tests/fuzz' "$build/Makefile" 2>/dev/null; then
-	echo "1..0 # SKIP no libFuzzer build in $build (clang -fsanitize=fuzzer not found by configure)"
-	exit 0
-fi
+echo "1..${#targets[@]}"
+[ ${#targets[@]} -gt 0 ] || exit 0
+
+buildlog=$(mktemp) || exit 1
+trap 'rm -f "$buildlog"' EXIT
+tests/fuzz/build.sh "$out" ${FUZZ_BUILDDIR:+"$FUZZ_BUILDDIR"} >"$buildlog" 2>&1
+sed 's/^/# /' "$buildlog"
+
+# Crash-like files libFuzzer writes, counted before and after a run so that
+# old ones kept from an earlier run do not fail this one.
+artifacts() { find "$1" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' \
+    -o -name 'timeout-*' -o -name 'oom-*' -o -name 'slow-unit-*' \) | wc -l; }
 
 n=0 failed=0
-for t in $targets; do
+for t in "${targets[@]}"; do
 	n=$((n + 1))
-	bin=$build/tests/fuzz/$t
-	work=$build/tests/fuzz/corpus-work/$t
-	log=$build/tests/fuzz/$t.fuzz.log
-	if [ ! -x "$bin" ] && ! make -C "$build" "tests/fuzz/$t" >/dev/null 2>&1; then
-		echo "not ok $n - $t: build failed (make -C $build tests/fuzz/$t)"
+	if [ ! -f "tests/fuzz/$t.c" ]; then
+		echo "not ok $n - $t: no tests/fuzz/$t.c"
 		failed=$((failed + 1))
 		continue
 	fi
-	mkdir -p "$work"
-	# -max_len: the decoder buffers up to 1 MiB, but small inputs explore
-	# the header and chunking paths far faster; 64 KiB still holds
-	# several frames.  -timeout/-rss_limit_mb turn hangs and runaway
-	# allocation into failures.
-	# More than one job forks workers that log to fuzz-N.log in the
-	# current directory: run from the build tree.
-	par=""
-	[ "$jobs" -gt 1 ] && par="-jobs=$jobs -workers=$jobs"
-	# shellcheck disable=SC2086
-	if (cd "$build/tests/fuzz" && "$bin" -max_total_time="$seconds" \
-	    -max_len=65536 -timeout=10 -rss_limit_mb=2048 $par \
-	    -artifact_prefix="$build/tests/fuzz/crash-" -print_final_stats=1 \
-	    "$work" "$src/tests/fuzz/corpus/$t") >"$log" 2>&1; then
-		runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
-		echo "ok $n - $t: ${seconds}s, $runs inputs, no crash"
-	else
-		echo "not ok $n - $t: crashed or failed (see $log)"
-		grep -E '^(==[0-9]+==ERROR|SUMMARY)|artifact' "$log" | head -5 | sed 's/^/# /'
+	if grep -q "^skipped $t:" "$buildlog"; then
+		echo "ok $n - $t # SKIP $(sed -n "s/^skipped $t: //p" "$buildlog")"
+		continue
+	fi
+	if ! grep -q "^built $t\$" "$buildlog" || [ ! -x "$out/$t" ]; then
+		echo "not ok $n - $t: does not build"
 		failed=$((failed + 1))
+		continue
+	fi
+	work=$out/corpus/$t art=$out/artifacts/$t
+	mkdir -p "$work" "$art"
+	seeds=()
+	[ -d "tests/fuzz/corpus/$t" ] && seeds+=("tests/fuzz/corpus/$t")
+	dict=()
+	[ -f "tests/fuzz/dict/$t.dict" ] && dict+=("-dict=tests/fuzz/dict/$t.dict")
+	before=$(artifacts "$art")
+	# -timeout: one input may take 10 s at most; the outer timeout bounds
+	# the whole run even if libFuzzer itself wedges.
+	timeout -k 10 $((secs + 120)) "$out/$t" -max_total_time="$secs" \
+	    -timeout=10 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 \
+	    -artifact_prefix="$art/" "${dict[@]}" "$work" "${seeds[@]}" \
+	    >"$out/$t.log" 2>&1
+	rc=$?
+	after=$(artifacts "$art")
+	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$t.log" | tail -1)
+	if [ $rc -ne 0 ] || [ "$after" -gt "$before" ]; then
+		echo "not ok $n - $t: exit $rc, $((after - before)) new crash file(s) in $art (log: $out/$t.log)"
+		grep -E '^(==[0-9]+==ERROR|SUMMARY|fuzz_)' "$out/$t.log" | head -5 | sed 's/^/# /'
+		failed=$((failed + 1))
+	else
+		echo "ok $n - $t: ${runs:-?} inputs in ${secs}s, no crash"
 	fi
 done
-echo "1..$n"
-[ "$failed" -eq 0 ]
+[ $failed -eq 0 ]

@@ -607,6 +607,71 @@ test_create(const char *dir)
 	ctl_destroy(NULL);
 }
 
+/* The validation alone, without a socket (what the fuzz target drives). */
+static void
+test_parse(void)
+{
+	unsigned char buf[sizeof(struct ctl_req_hdr) + CTL_MAX_REQUEST + 1];
+	struct ctl_request req;
+	enum ctl_reject why;
+	char err[128], many[CTL_MAX_ARGS + 1];
+	size_t n;
+
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_FLOWS, CTL_F_JSON, 13,
+	    "--limit\0" "5\0\0" "x\0", 13);
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == 0 &&
+	    why == CTL_REJECT_NONE && req.type == CTL_FLOWS &&
+	    req.flags == CTL_F_JSON && req.argc == 4 &&
+	    strcmp(req.argv[0], "--limit") == 0 && strcmp(req.argv[1], "5") == 0 &&
+	    req.argv[2][0] == '\0' && strcmp(req.argv[3], "x") == 0,
+	    "parse: arguments split at NULs, empty ones kept");
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_STATUS, 0, 0, "", 0);
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == 0 &&
+	    req.argc == 0, "parse: no payload, no arguments");
+	errno = 0;
+	tap_ok(ctl_request_parse(buf, n - 1, &req, err, sizeof(err), &why) == -1 &&
+	    why == CTL_REJECT_LENGTH && errno == EINVAL,
+	    "parse: cut header is a length error, EINVAL");
+	tap_ok(ctl_request_parse(buf, n + 1, &req, err, sizeof(err), &why) == -1 &&
+	    why == CTL_REJECT_LENGTH && strstr(err, "header says 0") != NULL,
+	    "parse: a byte past the payload is a length error");
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_DRILL, 0, 0, "", 0);
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == 0,
+	    "parse: a type without a handler is the server's business");
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_TYPE_MAX, 0, 0, "", 0);
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == -1 &&
+	    why == CTL_REJECT_TYPE &&
+	    strcmp(err, "unknown request type 11") == 0,
+	    "parse: type past the last: %s", err);
+	n = build(buf, 0x11, 99, 0, 0, 1u << 31, "", 0);
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == -1 &&
+	    why == CTL_REJECT_MAGIC, "parse: magic checked first");
+	n = build(buf, CTL_MAGIC, 2, CTL_STATUS, 0, 0, "", 0);
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == -1 &&
+	    why == CTL_REJECT_VERSION, "parse: bad version");
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_STATUS, 0, CTL_MAX_REQUEST + 1,
+	    "", 0);
+	memset(buf + n, 0, CTL_MAX_REQUEST + 1);
+	tap_ok(ctl_request_parse(buf, n + CTL_MAX_REQUEST + 1, &req, err,
+	    sizeof(err), &why) == -1 && why == CTL_REJECT_LENGTH,
+	    "parse: payload over CTL_MAX_REQUEST");
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_STATUS, 0, 2, "a", 1);
+	buf[n++] = 'b';
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == -1 &&
+	    why == CTL_REJECT_ARGS, "parse: last argument not NUL-terminated");
+	memset(many, 0, sizeof(many));
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_STATUS, 0, sizeof(many) - 1,
+	    many, sizeof(many) - 1);
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == 0 &&
+	    req.argc == CTL_MAX_ARGS, "parse: CTL_MAX_ARGS empty arguments");
+	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_STATUS, 0, sizeof(many),
+	    many, sizeof(many));
+	tap_ok(ctl_request_parse(buf, n, &req, err, sizeof(err), &why) == -1 &&
+	    why == CTL_REJECT_ARGS, "parse: one argument too many");
+	tap_ok(ctl_request_parse(buf, n, &req, NULL, 0, &why) == -1 &&
+	    why == CTL_REJECT_ARGS, "parse: no room for a message is fine");
+}
+
 int
 main(void)
 {
@@ -632,6 +697,7 @@ main(void)
 	ctl_register(ctl, CTL_STATUS, h_echo, NULL);
 	ctl_register(ctl, CTL_FLOWS, h_echo, NULL);
 
+	test_parse();
 	test_valid();
 	test_big();
 	test_malformed();
