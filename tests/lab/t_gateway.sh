@@ -107,6 +107,18 @@ long_a=$(long_on $SNAT_A | head -1)
 long_b=$(long_on $SNAT_B | head -1)
 ok "$([ -n "$long_a" ] && [ -n "$long_b" ] && echo 0 || echo 1)" "long-lived connections on both providers (a:$long_a b:$long_b)"
 records_of() { server_report; awk -v id="$1" '$1=="tcp" && $2=="id="id { for (i=1;i<=NF;i++) if ($i ~ /^records=/) { split($i,r,"="); print r[2] } }' "$LAB_DIR/server.report"; }
+# The records of connection ID once they passed BEFORE (within 5 s): the
+# long connections send every 50 ms, so a short phase between two reports
+# may see none arrive.
+records_after() {
+	local id=$1 before=${2:-0} n i
+	for ((i = 0; i < 50; i++)); do
+		n=$(records_of "$id")
+		[ "${n:-0}" -gt "$before" ] && break
+		sleep 0.1
+	done
+	echo "$n"
+}
 field_of() { awk -v id="$1" -v k="$2" '$1=="tcp" && $2=="id="id { for (i=1;i<=NF;i++) if (index($i, k"=")==1) { print substr($i, length(k)+2) } }' "$LAB_DIR/server.report"; }
 
 # --- provider A fails its probes ---
@@ -142,7 +154,7 @@ before=$(records_of "$long_a")
 short 40000 60 >/dev/null 2>&1
 read -r na nb other < <(count_sources 40000 40060)
 ok "$([ "$na" -eq 0 ] && [ "$nb" -eq 60 ] && echo 0 || echo 1)" "a drained provider gets no new connections ($na/$nb)"
-after=$(records_of "$long_a")
+after=$(records_after "$long_a" "$before")
 ok "$([ "${after:-0}" -gt "${before:-0}" ] && [ "$(field_of "$long_a" reset)" = no ] && echo 0 || echo 1)" \
 	"an existing isp-a connection keeps working while drained ($before -> $after records)"
 lab_uplinkctl gw1 undrain isp-a >/dev/null
@@ -171,7 +183,7 @@ ok $? "reload of a good file"
 ok "$([ "$(jget '[p["weight"] for p in d["providers"]]' status)" = "[1, 1]" ] && echo 0 || echo 1)" \
 	"new weights active after reload"
 sleep 1
-after=$(records_of "$long_a")
+after=$(records_after "$long_a" "$before")
 ok "$([ "${after:-0}" -gt "${before:-0}" ] && echo 0 || echo 1)" "a weight change keeps existing connections"
 
 # --- the daemon dies: bypass + kernel fallback ---
@@ -187,7 +199,7 @@ ok "$([ "$other" -eq 0 ] && [ "$na" -gt 0 ] && [ "$nb" -gt 0 ] && echo 0 || echo
 	"kernel fallback balances and translates them ($na/$nb/$other)"
 before=$(records_of "$long_a")
 sleep 1
-after=$(records_of "$long_a")
+after=$(records_after "$long_a" "$before")
 ok "$([ "${after:-0}" -gt "${before:-0}" ] && echo 0 || echo 1)" "existing connections keep flowing without the daemon"
 lab_uplinkd_start gw1
 lab_wait_for "lab_uplinkctl gw1 status" 20
