@@ -1355,15 +1355,21 @@ config_equal(const struct config *a, const struct config *b)
 		    !cfg_health_equal(&p->health, &q->health))
 			return false;
 	}
-	if (a->has_sync &&
-	    (!cfg_endpoint_equal(&a->sync.listen, &b->sync.listen) ||
-	    !cfg_endpoint_equal(&a->sync.peer, &b->sync.peer) ||
-	    !cfg_streq(a->sync.tls.ca, b->sync.tls.ca) ||
-	    !cfg_streq(a->sync.tls.cert, b->sync.tls.cert) ||
-	    !cfg_streq(a->sync.tls.key, b->sync.tls.key) ||
-	    strcmp(a->sync.tls.peer_name, b->sync.tls.peer_name) != 0))
+	return config_sync_equal(a, b);
+}
+
+bool
+config_sync_equal(const struct config *a, const struct config *b)
+{
+	if (strcmp(a->node, b->node) != 0 || a->has_sync != b->has_sync)
 		return false;
-	return true;
+	return !a->has_sync ||
+	    (cfg_endpoint_equal(&a->sync.listen, &b->sync.listen) &&
+	    cfg_endpoint_equal(&a->sync.peer, &b->sync.peer) &&
+	    cfg_streq(a->sync.tls.ca, b->sync.tls.ca) &&
+	    cfg_streq(a->sync.tls.cert, b->sync.tls.cert) &&
+	    cfg_streq(a->sync.tls.key, b->sync.tls.key) &&
+	    strcmp(a->sync.tls.peer_name, b->sync.tls.peer_name) == 0);
 }
 
 const char *

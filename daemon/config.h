@@ -108,6 +108,8 @@ void config_free(struct config *cfg);
 int config_print(const struct config *cfg, FILE *out);
 /* True when both describe the same configuration (path ignored). */
 bool config_equal(const struct config *a, const struct config *b);
+/* Node name and sync section equal (the sync channel can stay up). */
+bool config_sync_equal(const struct config *a, const struct config *b);
 
 const char *config_algorithm_name(enum cfg_algorithm alg);
 /* Parses "500ms", "3s", "10m", "1h" (a bare number is an error).  Returns 0

@@ -201,6 +201,19 @@ ev_hook_add(struct ev_loop *loop, ev_hook_cb cb, void *data)
 }
 
 void
+ev_hook_del(struct ev_loop *loop, ev_hook_cb cb, void *data)
+{
+	for (int i = 0; i < loop->nhooks; i++) {
+		if (loop->hooks[i].cb == cb && loop->hooks[i].data == data) {
+			memmove(&loop->hooks[i], &loop->hooks[i + 1],
+			    (size_t)(loop->nhooks - i - 1) * sizeof(loop->hooks[0]));
+			loop->nhooks--;
+			return;
+		}
+	}
+}
+
+void
 ev_stop(struct ev_loop *loop)
 {
 	loop->stop = true;

@@ -45,6 +45,9 @@ void ev_timer_rearm(struct ev_loop *loop, struct ev_timer *t, int64_t after_ms);
 void ev_timer_del(struct ev_loop *loop, struct ev_timer *t);
 
 int ev_hook_add(struct ev_loop *loop, ev_hook_cb cb, void *data);
+/* Removes the hook added with the same cb and data; a no-op when there is
+ * none.  Not from inside a hook. */
+void ev_hook_del(struct ev_loop *loop, ev_hook_cb cb, void *data);
 
 /* Runs until ev_stop(); returns 0, or -1 if epoll_wait failed. */
 int ev_run(struct ev_loop *loop);

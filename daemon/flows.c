@@ -368,6 +368,12 @@ flows_foreach(const struct flows *ft, flows_iter_cb cb, void *data)
 	return 0;
 }
 
+const struct flow *
+flows_at(const struct flows *ft, size_t i)
+{
+	return i < ft->count ? &ft->ent[i] : NULL;
+}
+
 size_t
 flows_sweep(struct flows *ft, enum flow_origin origin,
     bool (*keep)(const struct flow *f, void *data), void *data)

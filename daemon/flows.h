@@ -55,6 +55,8 @@ struct flow {
 	uint8_t provider;	/* index into the config's providers */
 	uint8_t l4state;	/* enum flow_l4state */
 	uint8_t origin;		/* enum flow_origin */
+	uint8_t aux;		/* the table's owner's to use (it sits in what
+				 * would be padding); the table ignores it */
 	uint32_t mark;
 	uint32_t created;	/* seconds, caller's clock */
 	uint32_t updated;
@@ -90,6 +92,14 @@ const uint64_t *flows_provider_counts(const struct flows *ft);
  */
 typedef int (*flows_iter_cb)(const struct flow *f, void *data);
 int flows_foreach(const struct flows *ft, flows_iter_cb cb, void *data);
+
+/*
+ * The flow at dense position i (0 <= i < flows_count()), for iteration that
+ * must survive changes between steps.  Walk it downwards: a delete moves
+ * the last flow into the hole, so a descending walk never misses a flow
+ * that stays in the table (it may see one twice).
+ */
+const struct flow *flows_at(const struct flows *ft, size_t i);
 
 /* Deletes every flow of `origin` for which keep(f, data) is false; returns
  * how many were deleted.  keep == NULL deletes them all. */

@@ -100,10 +100,14 @@ apply_usability(struct uplinkd *d)
 	bool usable[CFG_MAX_PROVIDERS];
 	char err[512];
 
+	enum session_health health[CFG_MAX_PROVIDERS];
+
 	for (size_t i = 0; i < d->cfg->nproviders; i++) {
 		usable[i] = provider_usable(d, i);
 		sched_set_usable(d->sched, i, usable[i]);
+		health[i] = health_up(d->health, i) ? SESSION_PROVIDER_UP : SESSION_PROVIDER_DOWN;
 	}
+	session_set_providers(d->session, health, d->draining);
 	if (rules_set_fallback(d->cfg, usable, err, sizeof(err)) == -1)
 		log_warnx("updating the kernel fallback mark: %s", err);
 }
@@ -123,7 +127,8 @@ on_packet(const struct queue_packet *pkt, void *data)
 	return dec;
 }
 
-static void
+/* Returns the flow as it is now in the table, or NULL when it is full. */
+static const struct flow *
 flow_learned(struct uplinkd *d, const struct flow *f)
 {
 	struct flow copy = *f;
@@ -132,8 +137,11 @@ flow_learned(struct uplinkd *d, const struct flow *f)
 
 	copy.created = old ? old->created : now;
 	copy.updated = now;
-	if (flows_upsert(d->flows, &copy) == -1)
+	if (flows_upsert(d->flows, &copy) == -1) {
 		d->flows_full++;
+		return NULL;
+	}
+	return flows_lookup(d->flows, &f->key);
 }
 
 static void
@@ -181,6 +189,7 @@ flows_resync(struct uplinkd *d)
 	flows_foreach(seen, resync_add, d);
 	flows_destroy(seen);
 	d->resyncs++;
+	session_resync(d->session);
 	log_info("flow table resynced from conntrack: %ld flows, %zu stale removed", n, swept);
 	return 0;
 }
@@ -200,13 +209,16 @@ static void
 on_ct_event(enum ct_event ev, const struct flow *f, void *data)
 {
 	struct uplinkd *d = data;
+	const struct flow *cur;
 
 	switch (ev) {
 	case CT_NEW:
-		flow_learned(d, f);
+		if ((cur = flow_learned(d, f)) != NULL)
+			session_own_upsert(d->session, cur, ev_clock_us());
 		break;
 	case CT_DESTROY:
-		flows_delete(d->flows, &f->key, NULL);
+		if (flows_delete(d->flows, &f->key, NULL) == 0)
+			session_own_delete(d->session, &f->key, ev_clock_us());
 		break;
 	case CT_OVERRUN:
 		/* Coalesce: one resync after the burst, not one per error. */
@@ -390,6 +402,14 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		memcpy(d->draining, draining, sizeof(draining));
 		memset(d->decisions, 0, sizeof(d->decisions));
 	}
+	if (d->session != NULL && session_set_config(d->session, ncfg) == -1) {
+		log_info("reload: the sync section changed; reconnecting to the peer");
+		session_destroy(d->session);
+		d->session = NULL;
+	}
+	if (d->session == NULL && ncfg->has_sync &&
+	    (d->session = session_create(d->loop, ncfg, d->flows)) == NULL)
+		log_warn("reload: the sync channel could not start; running without a peer");
 	config_free(ocfg);
 	apply_usability(d);
 	/* Provider indexes may have moved: relearn own flows. */
@@ -515,6 +535,9 @@ run(struct uplinkd *d)
 		fatal("conntrack dump");
 	if ((d->health = health_create(d->loop, d->cfg, on_health, d)) == NULL)
 		fatal("health probes");
+	if (d->cfg->has_sync &&
+	    (d->session = session_create(d->loop, d->cfg, d->flows)) == NULL)
+		fatal("sync channel");
 	if (rules_install(d->cfg, NULL, err, sizeof(err)) == -1)
 		fatalx("installing rules: %s", err);
 	apply_usability(d);
@@ -543,6 +566,7 @@ run(struct uplinkd *d)
 	queue_destroy(d->queue);
 	if (rules_remove(d->cfg, err, sizeof(err)) == -1)
 		log_warnx("removing rules: %s", err);
+	session_destroy(d->session);
 	health_destroy(d->health);
 	ct_destroy(d->ct);
 	ctl_destroy(d->ctl);

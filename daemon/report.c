@@ -58,31 +58,18 @@ report_provider(struct uplinkd *d, struct emit *out, size_t i, bool detail)
 }
 
 static void
-report_sync(struct uplinkd *d, struct emit *out)
+report_sync(struct uplinkd *d, struct emit *out, bool detail)
 {
-	char ep[NETENDPOINT_STRLEN];
-
 	emit_object_begin(out, "sync");
-	if (d->cfg->has_sync) {
-		emit_str(out, "peer", netendpoint_str(&d->cfg->sync.peer, ep, sizeof(ep)));
-		emit_str(out, "peer_name", d->cfg->sync.tls.peer_name);
-	} else {
-		emit_null(out, "peer");
-		emit_null(out, "peer_name");
-	}
-	/* The sync channel is not built yet: a configured peer is shown as
-	 * disconnected, never as in sync. */
-	emit_str(out, "state", d->cfg->has_sync ? "disconnected" : "disabled");
-	emit_bool(out, "authenticated", false);
-	emit_null(out, "lag_ms");
-	emit_u64(out, "sent", 0);
-	emit_u64(out, "received", 0);
-	emit_u64(out, "resyncs", 0);
-	emit_object_begin(out, "rejected");
-	emit_u64(out, "auth", 0);
-	emit_u64(out, "bad_frame", 0);
+	session_report(d->session, d->cfg, out, detail);
 	emit_object_end(out);
-	emit_object_end(out);
+}
+
+/* A node without a peer has nothing to wait for. */
+static bool
+report_in_sync(const struct uplinkd *d)
+{
+	return d->session == NULL || session_in_sync(d->session);
 }
 
 static enum ctl_status
@@ -100,8 +87,7 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 	emit_str(out, "node", d->cfg->node);
 	emit_str(out, "role", uplinkd_role_name(d->role));
 	emit_double(out, "role_since_s", (double)(ev_now_ms(d->loop) - d->role_since_ms) / 1000, 1);
-	/* A node without a peer has nothing to wait for. */
-	emit_bool(out, "in_sync", !d->cfg->has_sync);
+	emit_bool(out, "in_sync", report_in_sync(d));
 	emit_str(out, "algorithm", config_algorithm_name(d->cfg->balance.algorithm));
 	emit_bool(out, "degraded", sched_degraded(d->sched));
 	emit_double(out, "uptime_s", (double)(ev_now_ms(d->loop) - d->start_ms) / 1000, 1);
@@ -121,7 +107,7 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 	emit_u64(out, "unparsed", qs.unparsed);
 	emit_u64(out, "failed_open", qs.kernel_queue_dropped + qs.kernel_user_dropped);
 	emit_object_end(out);
-	report_sync(d, out);
+	report_sync(d, out, false);
 	return CTL_OK;
 }
 
@@ -249,13 +235,24 @@ report_sync_cmd(const struct ctl_request *req, struct emit *out, char *err, size
     void *data)
 {
 	struct uplinkd *d = data;
+	bool resync = req->argc == 1 && strcmp(req->argv[0], "--resync") == 0;
 
-	if (req->argc != 0) {
-		snprintf(err, errlen, "the sync channel is not available in this build");
-		return CTL_FAILED;
+	if (req->argc != 0 && !resync) {
+		snprintf(err, errlen, "sync takes only --resync");
+		return CTL_USAGE;
 	}
-	emit_bool(out, "in_sync", !d->cfg->has_sync);
-	report_sync(d, out);
+	if (resync) {
+		if (d->session == NULL || session_request_resync(d->session) == -1) {
+			snprintf(err, errlen, "%s", d->session == NULL ? "no sync peer is configured" :
+			    "the peer is not connected (a connection always starts with a resync)");
+			return CTL_FAILED;
+		}
+		log_info("sync: bulk resync requested by operator");
+	}
+	emit_bool(out, "in_sync", report_in_sync(d));
+	if (resync)
+		emit_str(out, "resync", "started");
+	report_sync(d, out, true);
 	return CTL_OK;
 }
 

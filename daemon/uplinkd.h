@@ -17,6 +17,7 @@
 #include "health.h"
 #include "queue.h"
 #include "sched.h"
+#include "session.h"
 
 enum uplinkd_role {
 	ROLE_INIT,
@@ -34,6 +35,7 @@ struct uplinkd {
 	struct queue *queue;
 	struct ct *ct;
 	struct ctl *ctl;
+	struct session *session;	/* NULL without a sync section */
 	struct ev_timer *resync_timer;
 
 	enum uplinkd_role role;

@@ -1114,3 +1114,9 @@ channel_set_handshake_timeout(struct channel *ch, int ms)
 		ms = 60000;
 	ch->hs_timeout_ms = ms;
 }
+
+void
+channel_set_config(struct channel *ch, const struct config *cfg)
+{
+	ch->cfg = cfg;
+}

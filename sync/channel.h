@@ -86,6 +86,10 @@ size_t channel_queued(const struct channel *ch);
  * CHANNEL_EV_DOWN event is delivered before this returns. */
 void channel_close(struct channel *ch, const char *reason);
 void channel_get_stats(const struct channel *ch, struct channel_stats *out);
+/* A reload's new config, whose node and sync section equal the current
+ * one's (the caller compares; a different sync section needs a new
+ * channel). */
+void channel_set_config(struct channel *ch, const struct config *cfg);
 /* For tests: how long a connection may take from TCP accept/connect to
  * authentication (default 5000 ms); applies to connections started later. */
 void channel_set_handshake_timeout(struct channel *ch, int ms);

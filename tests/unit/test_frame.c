@@ -216,6 +216,8 @@ samples_init(struct samples *s, const struct config *cfg)
 	s->ack.seq = 42;
 	s->ack.has_echo_ms = 1;
 	s->ack.echo_ms = 1700000000123ULL;
+	s->ack.has_bulk_epoch = 1;
+	s->ack.bulk_epoch = 3;
 	s->heartbeat = hb;
 	s->heartbeat.has_unix_ms = 1;
 	s->heartbeat.unix_ms = 1700000000999ULL;
@@ -227,6 +229,8 @@ samples_init(struct samples *s, const struct config *cfg)
 	s->heartbeat.seq_acked = 41;
 	s->heartbeat.has_flows_peer = 1;
 	s->heartbeat.flows_peer = 678;
+	s->heartbeat.has_want_bulk = 1;
+	s->heartbeat.want_bulk = 1;
 
 	for (i = 0; i < 2; i++) {
 		s->ps[i] = ps;

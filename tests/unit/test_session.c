@@ -1,0 +1,396 @@
+/*
+ * test_session: two sessions (gw1 and gw2) in one process and one event
+ * loop over 127.0.0.1, each with its own flow table, over the real TLS
+ * channel.  Covers replication, deletes, coalescing, the pending bound,
+ * bulk resync with mark and sweep, reconnects and conflicts.  Every wait
+ * is bounded by a deadline.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ev.h"
+#include "flows.h"
+#include "log.h"
+#include "session.h"
+#include "tap.h"
+
+struct node {
+	const char *name, *peer;
+	uint16_t port;
+	struct config *cfg;
+	struct flows *flows;
+	struct session *s;
+};
+
+static struct ev_loop *loop;
+static char dir[64];
+static struct node gw1 = { .name = "gw1", .peer = "gw2" };
+static struct node gw2 = { .name = "gw2", .peer = "gw1" };
+
+static int64_t
+wait_tick(void *data)
+{
+	int64_t *deadline = data;
+
+	(void)deadline;
+	ev_stop(loop);
+	return EV_TIMER_STOP;
+}
+
+/* Runs the loop until cond() holds or max_ms passed; returns cond(). */
+static int
+run_until(int (*cond)(void), int max_ms)
+{
+	int64_t deadline = ev_clock_us() / 1000 + max_ms;
+
+	while (!cond() && ev_clock_us() / 1000 < deadline) {
+		struct ev_timer *t = ev_timer_add(loop, 5, wait_tick, NULL);
+
+		ev_run(loop);
+		ev_timer_del(loop, t);
+	}
+	return cond();
+}
+
+static int
+never(void)
+{
+	return 0;
+}
+
+static struct config *
+node_config(const struct node *n)
+{
+	char text[2048], err[512];
+	struct config *cfg;
+	int len = snprintf(text, sizeof(text),
+	    "node: %s\n"
+	    "lan: {interface: lan0, networks: [10.0.0.0/24]}\n"
+	    "providers:\n"
+	    "  - {name: isp-a, interface: wan0, gateway: 198.51.100.1, source: 198.51.100.10}\n"
+	    "  - {name: isp-b, interface: wan1, gateway: 203.0.113.1, source: 203.0.113.10}\n"
+	    "sync:\n"
+	    "  listen: 127.0.0.1:%u\n"
+	    "  peer: 127.0.0.1:%u\n"
+	    "  tls: {ca: %s/ca.pem, cert: %s/%s.pem, key: %s/%s.key, peer_name: %s}\n",
+	    n->name, n->port, n == &gw1 ? gw2.port : gw1.port, dir, dir, n->name, dir,
+	    n->name, n->peer);
+
+	if ((cfg = config_parse("test", text, (size_t)len, err, sizeof(err))) == NULL)
+		fprintf(stderr, "%s\n", err);
+	return cfg;
+}
+
+static int
+node_start(struct node *n)
+{
+	config_free(n->cfg);
+	if ((n->cfg = node_config(n)) == NULL)
+		return -1;
+	n->s = session_create(loop, n->cfg, n->flows);
+	return n->s == NULL ? -1 : 0;
+}
+
+static void
+node_stop(struct node *n)
+{
+	session_destroy(n->s);
+	n->s = NULL;
+}
+
+static struct flow
+mkflow(uint32_t i, uint8_t provider)
+{
+	struct flow f;
+
+	memset(&f, 0, sizeof(f));
+	f.key.family = AF_INET;
+	f.key.proto = IPPROTO_TCP;
+	f.key.src[0] = 10;
+	f.key.src[2] = (uint8_t)(i >> 16);
+	f.key.src[3] = (uint8_t)(i >> 8);
+	f.key.dst[0] = 192;
+	f.key.dst[1] = 0;
+	f.key.dst[2] = 2;
+	f.key.dst[3] = (uint8_t)i;
+	f.key.sport = (uint16_t)(1024 + (i % 60000));
+	f.key.dport = 443;
+	f.provider = provider;
+	f.nat_src[0] = provider == 0 ? 198 : 203;
+	f.nat_port = (uint16_t)(20000 + i % 40000);
+	f.mark = provider == 0 ? 0x100 : 0x200;
+	f.l4state = FLOW_L4_ESTABLISHED;
+	f.origin = FLOW_OWN;
+	f.created = f.updated = 1700000000;
+	return f;
+}
+
+/* Adds flow i to gw's own table and tells its session. */
+static void
+own_add(struct node *n, uint32_t i, uint8_t provider)
+{
+	struct flow f = mkflow(i, provider);
+
+	flows_upsert(n->flows, &f);
+	session_own_upsert(n->s, flows_lookup(n->flows, &f.key), ev_clock_us());
+}
+
+static void
+own_del(struct node *n, uint32_t i)
+{
+	struct flow f = mkflow(i, 0);
+
+	if (flows_delete(n->flows, &f.key, NULL) == 0)
+		session_own_delete(n->s, &f.key, ev_clock_us());
+}
+
+static struct session_stats
+stats(const struct node *n)
+{
+	struct session_stats st;
+
+	session_get_stats(n->s, &st);
+	return st;
+}
+
+static int
+both_in_sync(void)
+{
+	return gw1.s && gw2.s && session_in_sync(gw1.s) && session_in_sync(gw2.s);
+}
+
+/* gw2's peer flows are exactly gw1's own flows, field by field. */
+static size_t mismatches;
+
+static int
+check_one(const struct flow *f, void *data)
+{
+	const struct flows *other = data;
+	const struct flow *g;
+
+	if (f->origin != FLOW_OWN)
+		return 0;
+	g = flows_lookup(other, &f->key);
+	if (g == NULL || g->origin != FLOW_PEER || g->provider != f->provider ||
+	    g->nat_port != f->nat_port || memcmp(g->nat_src, f->nat_src, 16) != 0 ||
+	    g->mark != f->mark || g->l4state != f->l4state)
+		mismatches++;
+	return 0;
+}
+
+static bool
+mirrors(const struct node *from, const struct node *to)
+{
+	mismatches = 0;
+	flows_foreach(from->flows, check_one, to->flows);
+	return mismatches == 0 &&
+	    flows_count_origin(from->flows, FLOW_OWN) == flows_count_origin(to->flows, FLOW_PEER);
+}
+
+static size_t want_peer;
+
+static int
+gw2_has_peer(void)
+{
+	return flows_count_origin(gw2.flows, FLOW_PEER) == want_peer;
+}
+
+static int
+gw2_mirrors(void)
+{
+	return both_in_sync() && mirrors(&gw1, &gw2) && stats(&gw1).pending == 0 &&
+	    stats(&gw1).seq_acked == stats(&gw1).seq_sent;
+}
+
+static int
+pick_ports(void)
+{
+	gw1.port = (uint16_t)(20000 + (unsigned)rand() % 20000);
+	gw2.port = (uint16_t)(gw1.port + 1 + (unsigned)rand() % 1000);
+	return 0;
+}
+
+int
+main(void)
+{
+	const char *top = getenv("top_srcdir");
+	char cmd[512];
+	struct session_stats s1, s2;
+	uint64_t before;
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("test_session", 1, 0);
+	srand((unsigned)(getpid() ^ time(NULL)));
+	snprintf(dir, sizeof(dir), "/tmp/uplinkd-sess-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return 1;
+	snprintf(cmd, sizeof(cmd), "'%s/deploy/mkcerts.sh' '%s' gw1 gw2 >/dev/null 2>&1",
+	    top ? top : ".", dir);
+	rc = system(cmd);
+	tap_ok(rc == 0, "certificates made by deploy/mkcerts.sh (%d)", rc);
+	loop = ev_create();
+	gw1.flows = flows_create(0);
+	gw2.flows = flows_create(0);
+
+	/* gw1 starts with flows; gw2 holds stale peer flows from an earlier
+	 * life that the first bulk must sweep. */
+	for (uint32_t i = 0; i < 20000; i++) {
+		struct flow f = mkflow(i, (uint8_t)(i % 2));
+
+		flows_upsert(gw1.flows, &f);
+	}
+	for (uint32_t i = 100000; i < 100500; i++) {
+		struct flow f = mkflow(i, 1);
+
+		f.origin = FLOW_PEER;
+		flows_upsert(gw2.flows, &f);
+	}
+	pick_ports();
+	rc = node_start(&gw2) == 0 && node_start(&gw1) == 0;
+	tap_ok(rc, "two sessions on 127.0.0.1:%u and :%u", gw1.port, gw2.port);
+	if (!rc)
+		return tap_done();
+	tap_ok(!session_in_sync(gw1.s), "not in sync before the peer connected");
+	tap_ok(run_until(both_in_sync, 15000), "both sides in sync after the first bulk");
+	tap_ok(mirrors(&gw1, &gw2), "gw2 caches exactly gw1's 20000 flows (%zu mismatches, %zu peer flows)",
+	    mismatches, flows_count_origin(gw2.flows, FLOW_PEER));
+	s2 = stats(&gw2);
+	tap_ok(s2.bulk_swept == 500, "the bulk swept gw2's 500 stale peer flows (%llu)",
+	    (unsigned long long)s2.bulk_swept);
+	tap_ok(flows_count_origin(gw1.flows, FLOW_PEER) == 0, "gw1 caches none (gw2 owns none)");
+
+	/* Streaming: new flows and deletes. */
+	for (uint32_t i = 20000; i < 21000; i++)
+		own_add(&gw1, i, 0);
+	for (uint32_t i = 0; i < 500; i++)
+		own_del(&gw1, i);
+	rc = run_until(gw2_mirrors, 10000);
+	tap_ok(rc, "1000 new and 500 deleted flows replicated (%zu peer flows)",
+	    flows_count_origin(gw2.flows, FLOW_PEER));
+	s1 = stats(&gw1);
+	tap_ok(s1.lag_samples > 0 && s1.lag_p99_ms >= 0 && s1.lag_p99_ms < 5000,
+	    "lag measured: p50 %.3f ms, p99 %.3f ms over %llu batches", s1.lag_p50_ms, s1.lag_p99_ms,
+	    (unsigned long long)s1.lag_samples);
+
+	/* Coalescing: three changes to one flow, then a create+delete, in one
+	 * loop iteration: one upsert and one delete go out. */
+	before = stats(&gw1).upserts_sent + stats(&gw1).deletes_sent;
+	own_add(&gw1, 30000, 0);
+	own_add(&gw1, 30000, 1);
+	own_add(&gw1, 30000, 0);
+	own_add(&gw1, 30001, 0);
+	own_del(&gw1, 30001);
+	tap_ok(stats(&gw1).pending == 2, "five changes of two flows pend as two (%llu)",
+	    (unsigned long long)stats(&gw1).pending);
+	run_until(gw2_mirrors, 10000);
+	s1 = stats(&gw1);
+	tap_ok(s1.upserts_sent + s1.deletes_sent - before == 2, "... and go out as two (%llu)",
+	    (unsigned long long)(s1.upserts_sent + s1.deletes_sent - before));
+	tap_ok(gw2_mirrors(), "gw2 still mirrors gw1");
+
+	/* A flow that is gw2's own is not overwritten by gw1's copy. */
+	{
+		struct flow f = mkflow(40000, 1);
+		const struct flow *g;
+
+		flows_upsert(gw2.flows, &f);
+		before = stats(&gw2).conflicts;
+		own_add(&gw1, 40000, 0);
+		run_until(never, 300);
+		g = flows_lookup(gw2.flows, &f.key);
+		tap_ok(g && g->origin == FLOW_OWN && g->provider == 1 &&
+		    stats(&gw2).conflicts == before + 1, "gw2's own flow kept, conflict counted");
+		flows_delete(gw2.flows, &f.key, NULL);
+		own_del(&gw1, 40000);
+		run_until(never, 200);
+	}
+
+	/* Both directions: gw2's own flows reach gw1. */
+	for (uint32_t i = 50000; i < 50100; i++)
+		own_add(&gw2, i, 1);
+	run_until(never, 300);
+	tap_ok(flows_count_origin(gw1.flows, FLOW_PEER) == 100 && mirrors(&gw2, &gw1),
+	    "gw2's 100 flows reach gw1");
+
+	/* The pending bound: more changes than it holds, in one iteration,
+	 * put the peer out of sync and a bulk repairs it. */
+	before = stats(&gw1).overflows;
+	for (uint32_t i = 0; i <= SESSION_MAX_PENDING; i++) {
+		struct flow f = mkflow(1000000 + i, 0);
+
+		f.key.src[1] = (uint8_t)(i >> 24);
+		f.key.dport = (uint16_t)(i & 0xffff);
+		f.key.sport = (uint16_t)(i >> 16);
+		session_own_upsert(gw1.s, &f, ev_clock_us());
+	}
+	s1 = stats(&gw1);
+	tap_ok(s1.overflows == before + 1 && !s1.tx_in_sync && s1.pending == 0,
+	    "%u changes overflow the pending set: counted, out of sync, backlog dropped",
+	    SESSION_MAX_PENDING + 1);
+	tap_ok(run_until(gw2_mirrors, 15000), "a bulk resend puts gw2 back in sync with gw1's table");
+
+	/* The receiver dies and comes back: it relearns everything. */
+	node_stop(&gw2);
+	flows_sweep(gw2.flows, FLOW_PEER, NULL, NULL);
+	for (uint32_t i = 60000; i < 61000; i++)
+		own_add(&gw1, i, 1);
+	for (uint32_t i = 500; i < 1500; i++)
+		own_del(&gw1, i);
+	run_until(never, 200);
+	tap_ok(!session_in_sync(gw1.s), "gw1 is out of sync while gw2 is gone");
+	tap_ok(node_start(&gw2) == 0, "gw2 restarted");
+	rc = run_until(gw2_mirrors, 20000);
+	tap_ok(rc, "after gw2's restart the bulk converges to gw1's exact set (%zu)",
+	    flows_count_origin(gw2.flows, FLOW_PEER));
+
+	/* The sender restarts while its peer keeps its cache: the bulk
+	 * sweeps what the sender no longer has. */
+	node_stop(&gw1);
+	for (uint32_t i = 1500; i < 3000; i++) {
+		struct flow f = mkflow(i, 0);
+
+		flows_delete(gw1.flows, &f.key, NULL);
+	}
+	tap_ok(node_start(&gw1) == 0, "gw1 restarted with 1500 flows fewer");
+	rc = run_until(gw2_mirrors, 20000);
+	tap_ok(rc, "gw2 swept the flows gw1 lost (%zu peer flows)",
+	    flows_count_origin(gw2.flows, FLOW_PEER));
+
+	/* Operator's resync. */
+	before = stats(&gw1).bulks_sent;
+	tap_ok(session_request_resync(gw1.s) == 0, "resync requested");
+	run_until(never, 100);
+	tap_ok(run_until(gw2_mirrors, 15000) && stats(&gw1).bulks_sent == before + 1 &&
+	    stats(&gw2).bulks_received >= 2, "resync ran in both directions");
+
+	/* Expiry is long; here only: peer flows stay when the peer goes. */
+	want_peer = flows_count_origin(gw2.flows, FLOW_PEER);
+	node_stop(&gw1);
+	run_until(never, 300);
+	tap_ok(gw2_has_peer() && !session_in_sync(gw2.s),
+	    "a lost peer's flows are kept (for takeover), not in sync");
+	errno = 0;
+	tap_ok(session_request_resync(gw2.s) == -1 && errno == ENOTCONN,
+	    "resync without a peer: ENOTCONN");
+
+	node_stop(&gw1);
+	node_stop(&gw2);
+	config_free(gw1.cfg);
+	config_free(gw2.cfg);
+	flows_destroy(gw1.flows);
+	flows_destroy(gw2.flows);
+	ev_destroy(loop);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		tap_diag("could not remove %s", dir);
+	return tap_done();
+}
