@@ -5,15 +5,17 @@
 #
 #  1. New TCP connections per second through the gateway: uplinkd deciding
 #     vs the kernel-only balancer (iptables statistic marks, no queue),
-#     rounds alternating; connect latency p50/p99 of each and the
-#     difference, which is what the queue adds to the first packet.
+#     rounds alternating, 16 connections in flight; connect latency p50/p99
+#     of each under that load.  Then the same, one connection at a time:
+#     the difference in connect latency is what the queue adds to the first
+#     packet (under load it mostly measures CPU contention instead).
 #  2. UDP flood where every datagram is a new flow: flows delivered to the
 #     server per second with and without uplinkd, drops, and how many flows
 #     the daemon decided versus the kernel fallback.
 #  3. Conntrack event intake into uplinkd's flow table (flows/s, daemon CPU
 #     per event) and RSS per tracked flow at 100k flows.
 #
-# Usage: tests/bench/bench_gateway.sh [ROUNDS] ; env COUNT, UDP_COUNT, CT_FLOWS
+# Usage: tests/bench/bench_gateway.sh [ROUNDS] ; env COUNT, LAT_COUNT, UDP_COUNT, CT_FLOWS
 # UPLINKD_BUILD: build directory (default _build/plain).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,6 +25,7 @@ export LAB_PREFIX=${LAB_PREFIX:-ubn}
 . "$top/tests/lab/lab.sh"
 ROUNDS=${1:-3}
 COUNT=${COUNT:-3000}
+LAT_COUNT=${LAT_COUNT:-2000}
 UDP_COUNT=${UDP_COUNT:-100000}
 CT_FLOWS=${CT_FLOWS:-100000}
 LT=$(lab_labtraffic) || exit 1
@@ -59,29 +62,45 @@ lab_start_bg srv server "$LT" server --tcp 5001 --udp 5002 --report "$LAB_DIR/se
 	--deadline 3600
 lab_wait_for "lab_exec srv ss -ltn | grep -q :5001" 10
 
-echo "# 1. new TCP connections/s, $COUNT per round, $ROUNDS rounds, alternating"
-: >"$LAB_DIR/tcp.k"
-: >"$LAB_DIR/tcp.u"
-for ((r = 1; r <= ROUNDS; r++)); do
-	for mode in k u; do
-		if [ $mode = k ]; then kernel_up; else uplinkd_up; fi
-		line=$(lab_exec client "$LT" short --to 192.0.2.10:5001 --count "$COUNT" --concurrency 16 \
-			--src-from 10.0.0.100 --src-count 50 --timeout 30 --deadline 300)
-		echo "$(echo "$line" | kv rate) $(echo "$line" | kv connect_p50_us) $(echo "$line" | kv connect_p99_us) $(echo "$line" | kv failed)" >>"$LAB_DIR/tcp.$mode"
-		echo "round $r $([ $mode = k ] && echo kernel-only || echo uplinkd): $line"
-		if [ $mode = k ]; then kernel_down; else uplinkd_down; fi
+# tcp_rounds TAG COUNT CONCURRENCY: ROUNDS alternating rounds of COUNT short
+# connections; "rate p50 p99 failed" per round in $LAB_DIR/TAG.k and TAG.u.
+tcp_rounds() {
+	local tag=$1 count=$2 conc=$3 r mode line
+	: >"$LAB_DIR/$tag.k"
+	: >"$LAB_DIR/$tag.u"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for mode in k u; do
+			if [ $mode = k ]; then kernel_up; else uplinkd_up; fi
+			line=$(lab_exec client "$LT" short --to 192.0.2.10:5001 --count "$count" \
+				--concurrency "$conc" --src-from 10.0.0.100 --src-count 50 --timeout 30 \
+				--deadline 300)
+			echo "$(echo "$line" | kv rate) $(echo "$line" | kv connect_p50_us) $(echo "$line" | kv connect_p99_us) $(echo "$line" | kv failed)" >>"$LAB_DIR/$tag.$mode"
+			echo "round $r $([ $mode = k ] && echo kernel-only || echo uplinkd): $line"
+			if [ $mode = k ]; then kernel_down; else uplinkd_down; fi
+		done
 	done
-done
-for mode in k u; do
-	eval "rate_$mode=$(cut -d' ' -f1 "$LAB_DIR/tcp.$mode" | median)"
-	eval "p50_$mode=$(cut -d' ' -f2 "$LAB_DIR/tcp.$mode" | median)"
-	eval "p99_$mode=$(cut -d' ' -f3 "$LAB_DIR/tcp.$mode" | median)"
-done
+	for mode in k u; do
+		eval "rate_$mode=$(cut -d' ' -f1 "$LAB_DIR/$tag.$mode" | median)"
+		eval "p50_$mode=$(cut -d' ' -f2 "$LAB_DIR/$tag.$mode" | median)"
+		eval "p99_$mode=$(cut -d' ' -f3 "$LAB_DIR/$tag.$mode" | median)"
+	done
+}
+# Medians of an even number of rounds are not integers: no shell arithmetic.
+diff_us() { python3 -c "print(round($1 - $2, 1))"; }
+
+echo "# 1. new TCP connections/s, $COUNT per round, $ROUNDS rounds, alternating"
+tcp_rounds tcp "$COUNT" 16
 # shellcheck disable=SC2154
 {
 echo "tcp_conn_rate kernel_only=$rate_k uplinkd=$rate_u ratio=$(python3 -c "print(round($rate_u/$rate_k,3))")"
-echo "tcp_connect_latency_us kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u"
-echo "queue_added_latency_us p50=$((p50_u - p50_k)) p99=$((p99_u - p99_k))"
+echo "tcp_connect_latency_us concurrency=16 kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u difference_p50=$(diff_us "$p50_u" "$p50_k") difference_p99=$(diff_us "$p99_u" "$p99_k")"
+}
+echo "# 1b. first-packet latency, one connection at a time, $LAT_COUNT per round, $ROUNDS rounds"
+tcp_rounds lat "$LAT_COUNT" 1
+# shellcheck disable=SC2154
+{
+echo "tcp_connect_latency_us concurrency=1 kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u"
+echo "queue_added_latency_us p50=$(diff_us "$p50_u" "$p50_k") p99=$(diff_us "$p99_u" "$p99_k")"
 }
 
 echo "# 2. UDP flood, $UDP_COUNT new flows per run"
@@ -117,14 +136,14 @@ t0=$(date +%s.%N)
 lab_exec gw1 "$B/ctgen" -n "$CT_FLOWS" >"$LAB_DIR/ctgen.out"
 for ((i = 0; i < 600; i++)); do
 	n=$(lab_uplinkctl gw1 --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["flows"]["own"])')
-	[ "$n" -ge "$CT_FLOWS" ] && break
+	[ "${n:-0}" -ge "$CT_FLOWS" ] && break
 	sleep 0.02
 done
 t1=$(date +%s.%N)
 cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
 rss1=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
 hz=$(getconf CLK_TCK)
-echo "$(cat "$LAB_DIR/ctgen.out")"
+cat "$LAB_DIR/ctgen.out"
 echo "ct_intake flows=$n seconds=$(python3 -c "print(round($t1-$t0,3))") flows_per_s=$(python3 -c "print(round($n/($t1-$t0)))") daemon_cpu_us_per_flow=$(python3 -c "print(round(($cpu1-$cpu0)/$hz*1e6/$n,2))")"
 echo "rss_per_flow_bytes=$(python3 -c "print(round(($rss1-$rss0)*1024/$n,1))") rss_idle_kb=$rss0 rss_kb=$rss1"
 uplinkd_down
