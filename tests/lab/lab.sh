@@ -77,6 +77,7 @@
 #   lab_leaks                       untranslated packets dropped at both providers
 #   lab_kernel_balancer gwN WA WB / lab_kernel_balancer_off gwN
 #   lab_uplinkd_config gwN [ALGO] [WA] [WB] / lab_uplinkd_start gwN / lab_uplinkctl gwN ARGS...
+#   lab_uplinkd_sync gwN             add the sync section (certificates in $LAB_DIR/pki)
 #   lab_labtraffic                  prints the path of the labtraffic binary
 
 LAB_PREFIX=${LAB_PREFIX:-ul}
@@ -499,6 +500,36 @@ balance:
   algorithm: $algo
 control:
   socket: $LAB_DIR/$gw.sock
+EOF
+}
+
+# The pair's CA and node certificates in $LAB_DIR/pki (kept when they
+# exist, so a test may put its own there first).
+lab_sync_certs() {
+	_lab_dir_init || return 1
+	[ -f "$LAB_DIR/pki/gw1.pem" ] && [ -f "$LAB_DIR/pki/gw2.pem" ] && return 0
+	"$LAB_TOP/deploy/mkcerts.sh" "$LAB_DIR/pki" gw1 gw2 >/dev/null
+}
+
+# Appends the sync section (over the sync0 link, port 7410) to gwN's config.
+lab_uplinkd_sync() {
+	local gw=${1:?usage: lab_uplinkd_sync gwN} peer me them
+	case $gw in
+	gw1) peer=gw2 me=10.255.0.1 them=10.255.0.2 ;;
+	gw2) peer=gw1 me=10.255.0.2 them=10.255.0.1 ;;
+	*) _lab_err "lab_uplinkd_sync: gw1 or gw2"; return 2 ;;
+	esac
+	lab_sync_certs || return 1
+	[ -f "$LAB_DIR/$gw.yaml" ] || lab_uplinkd_config "$gw" || return 1
+	cat >>"$LAB_DIR/$gw.yaml" <<EOF
+sync:
+  listen: $me:7410
+  peer: $them:7410
+  tls:
+    ca: $LAB_DIR/pki/ca.pem
+    cert: $LAB_DIR/pki/$gw.pem
+    key: $LAB_DIR/pki/$gw.key
+    peer_name: $peer
 EOF
 }
 
