@@ -16,6 +16,22 @@
 
 #define CT_EVENT_RCVBUF (32 << 20)
 
+#define CT_MSG_MAX 512		/* bytes of one create, update or delete */
+#define CT_WRITE_BATCH 256	/* messages per sendmsg */
+
+enum ct_write_op {
+	CT_OP_CREATE_FIRST,	/* create; on EEXIST update */
+	CT_OP_UPDATE_FIRST,	/* update; on ENOENT create */
+	CT_OP_DELETE,
+	CT_OP_DONE,		/* a retry: no further fallback */
+};
+
+struct ct_write_item {
+	struct flow flow;
+	uint8_t op;		/* enum ct_write_op */
+	uint8_t kind;		/* enum ct_msg of the message sent */
+};
+
 struct ct {
 	struct ev_loop *loop;
 	const struct config *cfg;
@@ -25,6 +41,14 @@ struct ct {
 	int evfd;
 	struct ct_stats st;
 	char buf[32768];
+
+	struct mnl_socket *wr;
+	int wrfd;
+	uint32_t wr_seq;	/* of wr_items[0] */
+	size_t wr_n, wr_len;
+	struct ct_write_item wr_items[CT_WRITE_BATCH];
+	char wr_buf[CT_WRITE_BATCH * CT_MSG_MAX];
+	struct ct_write_stats wst;
 };
 
 static const uint8_t ct_l4_map[] = {
@@ -197,6 +221,16 @@ ct_create(struct ev_loop *loop, const struct config *cfg, ct_event_cb cb, void *
 		log_warn("ct: attaching the mark filter");
 		goto fail;
 	}
+	/* Writes have a socket of their own, so that their answers never
+	 * mix with events.  Answers to a full batch must fit its buffer. */
+	if ((ct->wr = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC)) == NULL ||
+	    mnl_socket_bind(ct->wr, 0, MNL_SOCKET_AUTOPID) < 0)
+		goto fail;
+	ct->wrfd = mnl_socket_get_fd(ct->wr);
+	rcvbuf = 4 << 20;
+	if (setsockopt(ct->wrfd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) == -1)
+		setsockopt(ct->wrfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	ct->wr_seq = (uint32_t)time(NULL);
 	if (ev_fd_add(loop, ct->evfd, ct_on_event, NULL, ct) == -1)
 		goto fail;
 	return ct;
@@ -204,6 +238,8 @@ fail:
 	saved = errno;
 	if (ct->ev)
 		mnl_socket_close(ct->ev);
+	if (ct->wr)
+		mnl_socket_close(ct->wr);
 	free(ct);
 	errno = saved;
 	return NULL;
@@ -214,8 +250,10 @@ ct_destroy(struct ct *ct)
 {
 	if (ct == NULL)
 		return;
+	ct_write_flush(ct);
 	ev_fd_del(ct->loop, ct->evfd);
 	mnl_socket_close(ct->ev);
+	mnl_socket_close(ct->wr);
 	free(ct);
 }
 
@@ -299,17 +337,29 @@ fail:
 	return -1;
 }
 
-int
-ct_put_create(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
-    uint32_t seq)
+/*
+ * One ctnetlink message about f's entry.  CT_MSG_CREATE carries
+ * everything (see ct.h); CT_MSG_UPDATE what the kernel lets an existing
+ * entry change (mark, timeout, TCP state: NAT and status cannot change
+ * after creation); CT_MSG_DELETE the original tuple alone.
+ */
+enum ct_msg {
+	CT_MSG_CREATE,
+	CT_MSG_UPDATE,
+	CT_MSG_DELETE,
+};
+
+static int
+ct_put_msg(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
+    uint32_t seq, enum ct_msg kind)
 {
 	struct nf_conntrack *c;
 	struct nlmsghdr *nlh;
 	struct nfgenmsg *nfh;
 	int rc = -1;
 
-	/* The largest create message is well under 512 bytes. */
-	if (space < 512) {
+	/* The largest message is well under CT_MSG_MAX bytes. */
+	if (space < CT_MSG_MAX) {
 		errno = ENOSPC;
 		return -1;
 	}
@@ -324,35 +374,45 @@ ct_put_create(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
 		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_SRC, a);
 		memcpy(&a, f->key.dst, 4);
 		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_DST, a);
-		memcpy(&a, f->nat_src, 4);
-		nfct_set_attr_u32(c, ATTR_SNAT_IPV4, a);
+		if (kind == CT_MSG_CREATE) {
+			memcpy(&a, f->nat_src, 4);
+			nfct_set_attr_u32(c, ATTR_SNAT_IPV4, a);
+		}
 	} else {
 		nfct_set_attr(c, ATTR_ORIG_IPV6_SRC, f->key.src);
 		nfct_set_attr(c, ATTR_ORIG_IPV6_DST, f->key.dst);
-		nfct_set_attr(c, ATTR_SNAT_IPV6, f->nat_src);
+		if (kind == CT_MSG_CREATE)
+			nfct_set_attr(c, ATTR_SNAT_IPV6, f->nat_src);
 	}
 	nfct_set_attr_u16(c, ATTR_ORIG_PORT_SRC, htons(f->key.sport));
 	nfct_set_attr_u16(c, ATTR_ORIG_PORT_DST, htons(f->key.dport));
-	if (f->nat_port)
-		nfct_set_attr_u16(c, ATTR_SNAT_PORT, htons(f->nat_port));
-	/* The reply tuple mirrors the original; SNAT rewrites it in the
-	 * kernel. */
-	nfct_setobjopt(c, NFCT_SOPT_SETUP_REPLY);
-	nfct_set_attr_u32(c, ATTR_MARK, f->mark);
-	nfct_set_attr_u32(c, ATTR_STATUS, IPS_SEEN_REPLY | IPS_ASSURED);
-	nfct_set_attr_u32(c, ATTR_TIMEOUT, timeout_s);
-	if (f->key.proto == IPPROTO_TCP) {
-		uint8_t flags = IP_CT_TCP_FLAG_BE_LIBERAL | IP_CT_TCP_FLAG_SACK_PERM;
+	if (kind == CT_MSG_CREATE) {
+		if (f->nat_port)
+			nfct_set_attr_u16(c, ATTR_SNAT_PORT, htons(f->nat_port));
+		/* The reply tuple mirrors the original; SNAT rewrites it in
+		 * the kernel. */
+		nfct_setobjopt(c, NFCT_SOPT_SETUP_REPLY);
+		nfct_set_attr_u32(c, ATTR_STATUS, IPS_SEEN_REPLY | IPS_ASSURED);
+	}
+	if (kind != CT_MSG_DELETE) {
+		nfct_set_attr_u32(c, ATTR_MARK, f->mark);
+		nfct_set_attr_u32(c, ATTR_TIMEOUT, timeout_s);
+		if (f->key.proto == IPPROTO_TCP) {
+			uint8_t flags = IP_CT_TCP_FLAG_BE_LIBERAL | IP_CT_TCP_FLAG_SACK_PERM;
 
-		nfct_set_attr_u8(c, ATTR_TCP_STATE, TCP_CONNTRACK_ESTABLISHED);
-		nfct_set_attr_u8(c, ATTR_TCP_FLAGS_ORIG, flags);
-		nfct_set_attr_u8(c, ATTR_TCP_MASK_ORIG, flags);
-		nfct_set_attr_u8(c, ATTR_TCP_FLAGS_REPL, flags);
-		nfct_set_attr_u8(c, ATTR_TCP_MASK_REPL, flags);
+			nfct_set_attr_u8(c, ATTR_TCP_STATE, TCP_CONNTRACK_ESTABLISHED);
+			nfct_set_attr_u8(c, ATTR_TCP_FLAGS_ORIG, flags);
+			nfct_set_attr_u8(c, ATTR_TCP_MASK_ORIG, flags);
+			nfct_set_attr_u8(c, ATTR_TCP_FLAGS_REPL, flags);
+			nfct_set_attr_u8(c, ATTR_TCP_MASK_REPL, flags);
+		}
 	}
 	nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) |
+	    (kind == CT_MSG_DELETE ? IPCTNL_MSG_CT_DELETE : IPCTNL_MSG_CT_NEW);
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	if (kind == CT_MSG_CREATE)
+		nlh->nlmsg_flags |= NLM_F_CREATE | NLM_F_EXCL;
 	nlh->nlmsg_seq = seq;
 	nfh = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfh));
 	nfh->nfgen_family = f->key.family;
@@ -362,6 +422,190 @@ ct_put_create(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
 		rc = (int)nlh->nlmsg_len;
 	nfct_destroy(c);
 	return rc;
+}
+
+int
+ct_put_create(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
+    uint32_t seq)
+{
+	return ct_put_msg(buf, space, f, timeout_s, seq, CT_MSG_CREATE);
+}
+
+/*
+ * The writer.  ctnetlink handles a request inside sendmsg() and queues its
+ * acknowledgement before sendmsg() returns, so a batch is sent and its
+ * answers read at once, without blocking: the loop never waits on the
+ * kernel, and no state outlives a flush except the retries it produced.
+ */
+static uint32_t
+ct_timeout_for(const struct flow *f)
+{
+	return f->key.proto == IPPROTO_TCP ? CT_WRITE_TIMEOUT_TCP : CT_WRITE_TIMEOUT_OTHER;
+}
+
+static int
+ct_write_put(struct ct *ct, const struct flow *f, enum ct_write_op op)
+{
+	struct ct_write_item *it;
+	enum ct_msg kind = op == CT_OP_DELETE ? CT_MSG_DELETE :
+	    op == CT_OP_UPDATE_FIRST ? CT_MSG_UPDATE : CT_MSG_CREATE;
+	int n;
+
+	if (ct->wr_n == CT_WRITE_BATCH || sizeof(ct->wr_buf) - ct->wr_len < CT_MSG_MAX)
+		ct_write_flush(ct);
+	n = ct_put_msg(ct->wr_buf + ct->wr_len, sizeof(ct->wr_buf) - ct->wr_len, f,
+	    ct_timeout_for(f), ct->wr_seq + (uint32_t)ct->wr_n, kind);
+	if (n < 0) {
+		ct->wst.failed++;
+		return -1;
+	}
+	it = &ct->wr_items[ct->wr_n++];
+	it->flow = *f;
+	it->op = op;
+	it->kind = kind;
+	ct->wr_len += (size_t)n;
+	return 0;
+}
+
+int
+ct_write_upsert(struct ct *ct, const struct flow *f, bool expect_exists)
+{
+	return ct_write_put(ct, f, expect_exists ? CT_OP_UPDATE_FIRST : CT_OP_CREATE_FIRST);
+}
+
+int
+ct_write_delete(struct ct *ct, const struct flow_key *key)
+{
+	struct flow f;
+
+	memset(&f, 0, sizeof(f));
+	f.key = *key;
+	return ct_write_put(ct, &f, CT_OP_DELETE);
+}
+
+/* What an answer means for item it; may queue the other half of an
+ * upsert (create <-> update). */
+static void
+ct_write_answer(struct ct *ct, const struct ct_write_item *it, int err,
+    struct ct_write_item *retry, size_t *nretry)
+{
+	if (err == 0) {
+		if (it->kind == CT_MSG_CREATE)
+			ct->wst.created++;
+		else if (it->kind == CT_MSG_UPDATE)
+			ct->wst.updated++;
+		else
+			ct->wst.deleted++;
+		return;
+	}
+	if (it->kind == CT_MSG_DELETE) {
+		if (err == -ENOENT)
+			ct->wst.not_found++;
+		else
+			ct->wst.failed++;
+		return;
+	}
+	/* The first half of an upsert found the other case: try it. */
+	if ((it->kind == CT_MSG_CREATE && err == -EEXIST && it->op == CT_OP_CREATE_FIRST) ||
+	    (it->kind == CT_MSG_UPDATE && err == -ENOENT && it->op == CT_OP_UPDATE_FIRST)) {
+		retry[*nretry] = *it;
+		retry[*nretry].kind = it->kind == CT_MSG_CREATE ? CT_MSG_UPDATE : CT_MSG_CREATE;
+		(*nretry)++;
+		return;
+	}
+	/*
+	 * The second half failed too: the original tuple is free but its
+	 * translated reply tuple is another entry's (EEXIST on create after
+	 * ENOENT on update, or ENOENT on update after EEXIST on create, when
+	 * the entry went away in between).  The NAT port is taken.
+	 */
+	if (err == -EEXIST || err == -ENOENT)
+		ct->wst.conflicts++;
+	else
+		ct->wst.failed++;
+	ct->wst.last_errno = -err;
+}
+
+/* Sends wr_buf and reads every answer.  Returns the number of items that
+ * must be sent again in their second form (left in retry[]). */
+static size_t
+ct_write_send(struct ct *ct, struct ct_write_item *retry)
+{
+	size_t answered = 0, nretry = 0;
+	char rbuf[16384];
+
+	if (ct->wr_n == 0)
+		return 0;
+	if (mnl_socket_sendto(ct->wr, ct->wr_buf, ct->wr_len) < 0) {
+		ct->wst.failed += ct->wr_n;
+		ct->wst.last_errno = errno;
+		log_warn("ct: writing %zu entries to the kernel", ct->wr_n);
+		goto done;
+	}
+	while (answered < ct->wr_n) {
+		ssize_t r = recv(ct->wrfd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
+		int len = (int)r;
+
+		if (r < 0) {
+			/* ENOBUFS: answers were lost; count what is missing. */
+			if (errno == ENOBUFS)
+				ct->wst.enobufs++;
+			break;
+		}
+		for (const struct nlmsghdr *h = (const void *)rbuf; mnl_nlmsg_ok(h, len);
+		    h = mnl_nlmsg_next(h, &len)) {
+			const struct nlmsgerr *e;
+			uint32_t idx;
+
+			if (h->nlmsg_type != NLMSG_ERROR)
+				continue;
+			e = mnl_nlmsg_get_payload(h);
+			idx = e->msg.nlmsg_seq - ct->wr_seq;
+			if (idx >= ct->wr_n)
+				continue;
+			answered++;
+			ct_write_answer(ct, &ct->wr_items[idx], e->error, retry, &nretry);
+		}
+	}
+	if (answered < ct->wr_n)
+		ct->wst.unanswered += ct->wr_n - answered;
+done:
+	ct->wr_seq += (uint32_t)ct->wr_n;
+	ct->wr_n = 0;
+	ct->wr_len = 0;
+	return nretry;
+}
+
+void
+ct_write_flush(struct ct *ct)
+{
+	struct ct_write_item retry[CT_WRITE_BATCH];
+	size_t nretry = ct_write_send(ct, retry);
+
+	if (nretry == 0)
+		return;
+	for (size_t i = 0; i < nretry; i++) {
+		int n = ct_put_msg(ct->wr_buf + ct->wr_len, sizeof(ct->wr_buf) - ct->wr_len,
+		    &retry[i].flow, ct_timeout_for(&retry[i].flow),
+		    ct->wr_seq + (uint32_t)ct->wr_n, retry[i].kind);
+
+		if (n < 0) {
+			ct->wst.failed++;
+			continue;
+		}
+		ct->wr_items[ct->wr_n++] = retry[i];
+		/* Second halves never retry: op is done. */
+		ct->wr_items[ct->wr_n - 1].op = CT_OP_DONE;
+		ct->wr_len += (size_t)n;
+	}
+	nretry = ct_write_send(ct, retry);
+	(void)nretry;
+}
+
+void
+ct_get_write_stats(const struct ct *ct, struct ct_write_stats *out)
+{
+	*out = ct->wst;
 }
 
 void

@@ -16,6 +16,7 @@
 #ifndef UPLINKD_CT_H
 #define UPLINKD_CT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,5 +68,45 @@ long ct_dump(struct ct *ct, ct_dump_cb cb, void *data);
 int ct_put_create(void *buf, size_t space, const struct flow *f,
     uint32_t timeout_s, uint32_t seq);
 void ct_get_stats(const struct ct *ct, struct ct_stats *out);
+
+/*
+ * Writing the peer's flows into the kernel table (hot standby, takeover).
+ * ct_write_upsert() and ct_write_delete() queue one ctnetlink message each;
+ * ct_write_flush() (the owner's before-sleep hook; also whenever a batch of
+ * CT_WRITE_BATCH fills up) sends them in one sendmsg and reads the answers,
+ * which the kernel has queued by then: nothing blocks, nothing stays in
+ * flight.
+ *
+ * An upsert creates the entry as ct_put_create() describes; when the
+ * original tuple exists already (EEXIST) it updates mark, timeout and TCP
+ * state instead.  With expect_exists it tries the update first and
+ * creates on ENOENT (the takeover pass, where hot standby put nearly all
+ * entries in already).  When both halves fail, the translated reply tuple
+ * is another entry's: a NAT conflict, counted, never remapped.
+ *
+ * Timeouts: TCP CT_WRITE_TIMEOUT_TCP (the kernel's own for ESTABLISHED),
+ * anything else CT_WRITE_TIMEOUT_OTHER; the first real packet after a
+ * takeover resets them to the kernel's policy.
+ *
+ * 0, or -1 with errno when the message could not be built (counted as
+ * failed).
+ */
+#define CT_WRITE_TIMEOUT_TCP 432000
+#define CT_WRITE_TIMEOUT_OTHER 600
+
+struct ct_write_stats {
+	uint64_t created, updated, deleted;
+	uint64_t conflicts;	/* NAT reply tuple held by another entry */
+	uint64_t not_found;	/* delete of an entry the kernel did not have */
+	uint64_t failed;	/* any other error */
+	uint64_t enobufs;	/* answers lost (socket buffer) */
+	uint64_t unanswered;	/* messages whose answer never came */
+	int last_errno;
+};
+
+int ct_write_upsert(struct ct *ct, const struct flow *f, bool expect_exists);
+int ct_write_delete(struct ct *ct, const struct flow_key *key);
+void ct_write_flush(struct ct *ct);
+void ct_get_write_stats(const struct ct *ct, struct ct_write_stats *out);
 
 #endif

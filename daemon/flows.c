@@ -395,6 +395,27 @@ flows_sweep(struct flows *ft, enum flow_origin origin,
 }
 
 size_t
+flows_adopt(struct flows *ft, enum flow_origin from, enum flow_origin to,
+    void (*cb)(const struct flow *f, void *data), void *data)
+{
+	size_t n = 0;
+
+	if ((unsigned)from > FLOW_PEER || (unsigned)to > FLOW_PEER || from == to)
+		return 0;
+	for (size_t i = 0; i < ft->count; i++) {
+		if (ft->ent[i].origin == from) {
+			ft->ent[i].origin = (uint8_t)to;
+			n++;
+			if (cb != NULL)
+				cb(&ft->ent[i], data);
+		}
+	}
+	ft->origin[from] -= n;
+	ft->origin[to] += n;
+	return n;
+}
+
+size_t
 flows_memory(const struct flows *ft)
 {
 	return sizeof(*ft) + ft->cap * sizeof(*ft->ent) +

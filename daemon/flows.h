@@ -106,6 +106,13 @@ const struct flow *flows_at(const struct flows *ft, size_t i);
 size_t flows_sweep(struct flows *ft, enum flow_origin origin,
     bool (*keep)(const struct flow *f, void *data), void *data);
 
+/* Every flow of origin `from` becomes `to` (a takeover adopts the peer's
+ * flows; a node that becomes backup hands its own to the peer); cb, when
+ * not NULL, sees each changed flow and must not upsert or delete.
+ * Returns how many changed. */
+size_t flows_adopt(struct flows *ft, enum flow_origin from, enum flow_origin to,
+    void (*cb)(const struct flow *f, void *data), void *data);
+
 /* Bytes allocated by the table (for status and the memory benchmark). */
 size_t flows_memory(const struct flows *ft);
 

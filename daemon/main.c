@@ -24,6 +24,7 @@
 #define UPLINKD_DEFAULT_CONFIG SYSCONFDIR "/uplinkd/uplinkd.yaml"
 #define UPLINKD_MAX_FLOWS (4u << 20)
 #define UPLINKD_RESYNC_DELAY_MS 200
+#define UPLINKD_HA_TICK_MS 200
 
 static void
 usage(FILE *out)
@@ -56,21 +57,6 @@ usage(FILE *out)
 "SIGHUP reloads the configuration (a file with errors keeps the running one).\n"
 "Control: uplinkctl(8) talks to the daemon over its control socket.\n"
 "Exit status: 0 on a clean stop or a valid check, 1 on failure, 2 on bad usage.\n");
-}
-
-const char *
-uplinkd_role_name(enum uplinkd_role role)
-{
-	switch (role) {
-	case ROLE_MASTER:
-		return "master";
-	case ROLE_BACKUP:
-		return "backup";
-	case ROLE_FAULT:
-		return "fault";
-	default:
-		return "init";
-	}
 }
 
 uint32_t
@@ -211,6 +197,11 @@ on_ct_event(enum ct_event ev, const struct flow *f, void *data)
 	struct uplinkd *d = data;
 	const struct flow *cur;
 
+	/* Our own writes of the peer's flows (hot standby) come back as
+	 * events: the peer still owns those flows. */
+	if (ev != CT_OVERRUN && (cur = flows_lookup(d->flows, &f->key)) != NULL &&
+	    cur->origin == FLOW_PEER)
+		return;
 	switch (ev) {
 	case CT_NEW:
 		if ((cur = flow_learned(d, f)) != NULL)
@@ -299,34 +290,149 @@ ctl_drain(const struct ctl_request *req, struct emit *out, char *err, size_t err
 	return CTL_OK;
 }
 
+/* Checks a slice of the adopted flows against the kernel per loop
+ * iteration, so that NFQUEUE and the peer are served in between. */
+#define UPLINKD_VERIFY_SLICE 4096
+
+static void
+verify_done(struct uplinkd *d)
+{
+	struct ct_write_stats w;
+
+	ct_write_flush(d->ct);
+	ct_get_write_stats(d->ct, &w);
+	log_info("takeover: %zu adopted flows checked in the kernel in %.1f ms: %llu were there "
+	    "(hot standby), %llu created, %llu NAT conflicts, %llu failed",
+	    d->nverify, (double)(ev_clock_us() - d->verify_start_us) / 1000,
+	    (unsigned long long)(w.updated - d->verify_base.updated),
+	    (unsigned long long)(w.created - d->verify_base.created),
+	    (unsigned long long)(w.conflicts - d->verify_base.conflicts),
+	    (unsigned long long)(w.failed - d->verify_base.failed));
+	free(d->verify);
+	d->verify = NULL;
+	d->nverify = d->verify_pos = 0;
+}
+
+static void
+on_before_sleep(void *data)
+{
+	struct uplinkd *d = data;
+
+	if (d->verify != NULL) {
+		size_t end = d->verify_pos + UPLINKD_VERIFY_SLICE;
+
+		for (; d->verify_pos < d->nverify && d->verify_pos < end; d->verify_pos++)
+			ct_write_upsert(d->ct, &d->verify[d->verify_pos], true);
+		if (d->verify_pos == d->nverify)
+			verify_done(d);
+	}
+	ct_write_flush(d->ct);
+}
+
+static void
+collect_adopted(const struct flow *f, void *data)
+{
+	struct uplinkd *d = data;
+
+	if (d->verify != NULL)
+		d->verify[d->nverify++] = *f;
+}
+
+/*
+ * Master: the peer's flows become ours.  Hot standby put them into the
+ * kernel as they arrived, so they already carry their provider and NAT
+ * source; the check that follows only repairs what is missing (an entry
+ * the kernel timed out, a flow that arrived during the failover).
+ * Backup: our flows become the peer's, which the master now owns; they
+ * stay in the kernel as its hot standby.
+ */
+static void
+role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
+{
+	size_t n, peer = flows_count_origin(d->flows, FLOW_PEER);
+
+	session_set_master(d->session, role == HA_MASTER);
+	if (role == HA_MASTER && old != HA_MASTER) {
+		free(d->verify);
+		d->verify = peer ? malloc(peer * sizeof(*d->verify)) : NULL;
+		d->nverify = d->verify_pos = 0;
+		if (peer && d->verify == NULL)
+			log_warn("takeover: no memory to check the adopted flows");
+		d->verify_start_us = ev_clock_us();
+		ct_get_write_stats(d->ct, &d->verify_base);
+		n = flows_adopt(d->flows, FLOW_PEER, FLOW_OWN, collect_adopted, d);
+		log_info("takeover: adopted the peer's %zu flows (%zu own before)", n,
+		    flows_count_origin(d->flows, FLOW_OWN) - n);
+		if (d->verify != NULL && d->nverify == 0) {
+			free(d->verify);
+			d->verify = NULL;
+		}
+		session_resync(d->session);
+	} else if (role == HA_BACKUP && old == HA_MASTER) {
+		n = flows_adopt(d->flows, FLOW_OWN, FLOW_PEER, NULL, NULL);
+		log_info("ha: handed %zu flows to the peer (kept in the kernel as standby)", n);
+		session_resync(d->session);
+	}
+}
+
 static enum ctl_status
 ctl_ha(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
     void *data)
 {
 	struct uplinkd *d = data;
-	enum uplinkd_role role;
+	enum ha_role role, old;
 
-	if (req->argc != 1)
-		goto usage;
-	if (strcmp(req->argv[0], "master") == 0)
-		role = ROLE_MASTER;
-	else if (strcmp(req->argv[0], "backup") == 0)
-		role = ROLE_BACKUP;
-	else if (strcmp(req->argv[0], "fault") == 0)
-		role = ROLE_FAULT;
-	else
-		goto usage;
-	if (role != d->role) {
-		log_info("role %s -> %s (keepalived)", uplinkd_role_name(d->role),
-		    uplinkd_role_name(role));
-		d->role = role;
-		d->role_since_ms = ev_now_ms(d->loop);
+	if (req->argc != 1 || ha_role_parse(req->argv[0], &role) == -1) {
+		snprintf(err, errlen, "expected master, backup or fault");
+		return CTL_USAGE;
 	}
-	emit_str(out, "role", uplinkd_role_name(d->role));
+	old = ha_set_role(d->ha, role, "keepalived", ev_now_ms(d->loop));
+	role_effects(d, old, role);
+	emit_str(out, "role", ha_role_name(role));
+	emit_str(out, "previous", ha_role_name(old));
 	return CTL_OK;
-usage:
-	snprintf(err, errlen, "expected master, backup or fault");
-	return CTL_USAGE;
+}
+
+static unsigned
+usable_count(const struct uplinkd *d)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < d->cfg->nproviders; i++)
+		n += provider_usable(d, i);
+	return n;
+}
+
+static int64_t
+on_ha_timer(void *data)
+{
+	struct uplinkd *d = data;
+	struct ha_inputs in = { .peer_configured = d->session != NULL };
+
+	if (d->session != NULL) {
+		struct session_stats st;
+
+		session_get_stats(d->session, &st);
+		in.peer_connected = st.connected;
+		in.in_sync = st.in_sync;
+		in.peer_known = st.peer_providers_known;
+		in.usable_peer = st.peer_usable;
+	}
+	in.usable_own = usable_count(d);
+	ha_update(d->ha, &in, ev_now_ms(d->loop));
+	return UPLINKD_HA_TICK_MS;
+}
+
+/* The peer's flows mirrored into our kernel as they come (hot standby). */
+static void
+on_peer_flow(enum session_peer_event ev, const struct flow *f, void *data)
+{
+	struct uplinkd *d = data;
+
+	if (ev == SESSION_PEER_UPSERT)
+		ct_write_upsert(d->ct, f, false);
+	else
+		ct_write_delete(d->ct, &f->key);
 }
 
 /*
@@ -408,7 +514,7 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		d->session = NULL;
 	}
 	if (d->session == NULL && ncfg->has_sync &&
-	    (d->session = session_create(d->loop, ncfg, d->flows)) == NULL)
+	    (d->session = session_create(d->loop, ncfg, d->flows, on_peer_flow, d)) == NULL)
 		log_warn("reload: the sync channel could not start; running without a peer");
 	config_free(ocfg);
 	apply_usability(d);
@@ -517,8 +623,6 @@ run(struct uplinkd *d)
 
 	d->start_ms = ev_now_ms(d->loop);
 	d->start_wall_s = time(NULL);
-	d->role = d->cfg->has_sync ? ROLE_INIT : ROLE_MASTER;
-	d->role_since_ms = d->start_ms;
 	if (setup_signals(d) == -1)
 		fatal("signals");
 	/* The control socket first: it refuses to start a second daemon
@@ -536,8 +640,16 @@ run(struct uplinkd *d)
 	if ((d->health = health_create(d->loop, d->cfg, on_health, d)) == NULL)
 		fatal("health probes");
 	if (d->cfg->has_sync &&
-	    (d->session = session_create(d->loop, d->cfg, d->flows)) == NULL)
+	    (d->session = session_create(d->loop, d->cfg, d->flows, on_peer_flow, d)) == NULL)
 		fatal("sync channel");
+	if ((d->ha = ha_create(d->cfg, d->start_ms)) == NULL)
+		fatal("VRRP track file");
+	/* A node without a peer has no VRRP partner to wait for. */
+	if (!d->cfg->has_sync)
+		ha_set_role(d->ha, HA_MASTER, "no sync peer configured", d->start_ms);
+	if ((d->ha_timer = ev_timer_add(d->loop, UPLINKD_HA_TICK_MS, on_ha_timer, d)) == NULL ||
+	    ev_hook_add(d->loop, on_before_sleep, d) == -1)
+		fatal("timers");
 	if (rules_install(d->cfg, NULL, err, sizeof(err)) == -1)
 		fatalx("installing rules: %s", err);
 	apply_usability(d);
@@ -566,6 +678,10 @@ run(struct uplinkd *d)
 	queue_destroy(d->queue);
 	if (rules_remove(d->cfg, err, sizeof(err)) == -1)
 		log_warnx("removing rules: %s", err);
+	/* keepalived sees the fault value first and moves the addresses. */
+	ha_destroy(d->ha);
+	free(d->verify);
+	ev_timer_del(d->loop, d->ha_timer);
 	session_destroy(d->session);
 	health_destroy(d->health);
 	ct_destroy(d->ct);

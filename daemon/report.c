@@ -85,8 +85,7 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 	}
 	queue_get_stats(d->queue, &qs);
 	emit_str(out, "node", d->cfg->node);
-	emit_str(out, "role", uplinkd_role_name(d->role));
-	emit_double(out, "role_since_s", (double)(ev_now_ms(d->loop) - d->role_since_ms) / 1000, 1);
+	ha_report(d->ha, out, ev_now_ms(d->loop), true);
 	emit_bool(out, "in_sync", report_in_sync(d));
 	emit_str(out, "algorithm", config_algorithm_name(d->cfg->balance.algorithm));
 	emit_bool(out, "degraded", sched_degraded(d->sched));

@@ -14,17 +14,11 @@
 #include "ctl.h"
 #include "ev.h"
 #include "flows.h"
+#include "ha.h"
 #include "health.h"
 #include "queue.h"
 #include "sched.h"
 #include "session.h"
-
-enum uplinkd_role {
-	ROLE_INIT,
-	ROLE_MASTER,
-	ROLE_BACKUP,
-	ROLE_FAULT,
-};
 
 struct uplinkd {
 	struct ev_loop *loop;
@@ -38,8 +32,14 @@ struct uplinkd {
 	struct session *session;	/* NULL without a sync section */
 	struct ev_timer *resync_timer;
 
-	enum uplinkd_role role;
-	int64_t role_since_ms;		/* monotonic */
+	struct ha *ha;
+	struct ev_timer *ha_timer;
+	/* The takeover's check of the adopted flows against the kernel,
+	 * a slice per loop iteration. */
+	struct flow *verify;
+	size_t nverify, verify_pos;
+	int64_t verify_start_us;
+	struct ct_write_stats verify_base;
 	int64_t start_ms;
 	int64_t start_wall_s;
 	bool draining[CFG_MAX_PROVIDERS];
@@ -53,7 +53,6 @@ struct uplinkd {
 	int sigfd;
 };
 
-const char *uplinkd_role_name(enum uplinkd_role role);
 /* Seconds on the daemon's clock, for flow timestamps. */
 uint32_t uplinkd_now_s(const struct uplinkd *d);
 /* "up", "down" or "draining". */

@@ -67,6 +67,8 @@ struct session {
 	struct ev_loop *loop;
 	const struct config *cfg;
 	struct flows *flows;
+	session_peer_cb peer_cb;
+	void *peer_data;
 	struct channel *ch;
 	struct frame_decoder *dec;	/* per connection */
 	struct frame_stats fst;		/* across connections */
@@ -131,6 +133,7 @@ struct session {
 	char last_error[160];
 	int64_t last_error_ms;
 	bool fingerprint_warned;
+	bool master;
 };
 
 static uint64_t
@@ -520,8 +523,11 @@ rx_upsert(struct session *s, const Uplinkd__Flow *pb)
 	}
 	cur = flows_lookup(s->flows, &f.key);
 	if (cur != NULL && cur->origin == FLOW_OWN) {
-		s->st.conflicts++;
-		return;
+		if (s->master) {
+			s->st.conflicts++;
+			return;
+		}
+		s->st.yielded++;
 	}
 	f.aux = s->rx_mark;
 	if (flows_upsert(s->flows, &f) == -1) {
@@ -529,6 +535,15 @@ rx_upsert(struct session *s, const Uplinkd__Flow *pb)
 		return;
 	}
 	s->st.upserts_received++;
+	if (s->peer_cb != NULL)
+		s->peer_cb(SESSION_PEER_UPSERT, &f, s->peer_data);
+}
+
+static void
+peer_gone(struct session *s, const struct flow *f)
+{
+	if (s->peer_cb != NULL)
+		s->peer_cb(SESSION_PEER_DELETE, f, s->peer_data);
 }
 
 static void
@@ -540,8 +555,12 @@ rx_delete(struct session *s, const Uplinkd__FlowKey *pb)
 	if (frame_flowkey_from_pb(pb, &k) == -1)
 		return;
 	cur = flows_lookup(s->flows, &k);
-	if (cur != NULL && cur->origin == FLOW_PEER)
-		flows_delete(s->flows, &k, NULL);
+	if (cur != NULL && cur->origin == FLOW_PEER) {
+		struct flow old;
+
+		flows_delete(s->flows, &k, &old);
+		peer_gone(s, &old);
+	}
 	s->st.deletes_received++;
 }
 
@@ -571,7 +590,19 @@ rx_batch(struct session *s, const Uplinkd__Batch *b)
 static bool
 keep_marked(const struct flow *f, void *data)
 {
-	return f->aux == *(const uint8_t *)data;
+	struct session *s = data;
+
+	if (f->aux == s->rx_mark)
+		return true;
+	peer_gone(s, f);
+	return false;
+}
+
+static bool
+keep_none(const struct flow *f, void *data)
+{
+	peer_gone(data, f);
+	return false;
 }
 
 static void
@@ -584,7 +615,7 @@ rx_bulk_end(struct session *s, const Uplinkd__BulkEnd *e)
 		    (unsigned long long)e->epoch);
 		return;
 	}
-	swept = flows_sweep(s->flows, FLOW_PEER, keep_marked, &s->rx_mark);
+	swept = flows_sweep(s->flows, FLOW_PEER, keep_marked, s);
 	s->rx_bulk = false;
 	s->st.bulks_received++;
 	s->st.bulk_swept += swept;
@@ -657,6 +688,12 @@ refuse:
 static void
 rx_providers(struct session *s, const Uplinkd__Providers *p)
 {
+	s->st.peer_providers_known = true;
+	s->st.peer_usable = 0;
+	for (size_t i = 0; i < p->n_providers; i++)
+		if (p->providers[i]->state == UPLINKD__PROVIDER_HEALTH__PROVIDER_UP &&
+		    !p->providers[i]->draining)
+			s->st.peer_usable++;
 	s->npeer_prov = p->n_providers;
 	for (size_t i = 0; i < p->n_providers; i++) {
 		snprintf(s->peer_prov[i].name, sizeof(s->peer_prov[i].name), "%s",
@@ -769,6 +806,8 @@ conn_reset(struct session *s)
 	s->tx_in_sync = s->rx_in_sync = false;
 	s->rx_bulk = false;
 	s->inflight_len = 0;
+	s->st.peer_providers_known = false;
+	s->npeer_prov = 0;
 	pending_clear(s);
 }
 
@@ -776,7 +815,7 @@ static int64_t
 on_expiry(void *data)
 {
 	struct session *s = data;
-	size_t n = flows_sweep(s->flows, FLOW_PEER, NULL, NULL);
+	size_t n = flows_sweep(s->flows, FLOW_PEER, keep_none, s);
 
 	s->expiry = NULL;
 	s->st.expired += n;
@@ -931,6 +970,13 @@ session_set_config(struct session *s, const struct config *cfg)
 	return 0;
 }
 
+void
+session_set_master(struct session *s, bool master)
+{
+	if (s != NULL)
+		s->master = master;
+}
+
 bool
 session_in_sync(const struct session *s)
 {
@@ -1054,6 +1100,7 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	emit_u64(out, "connects", cs.connects);
 	emit_u64(out, "overflows", st.overflows);
 	emit_u64(out, "conflicts", st.conflicts);
+	emit_u64(out, "yielded", st.yielded);
 	emit_u64(out, "unknown_provider", st.unknown_provider);
 	emit_u64(out, "cache_full", st.cache_full);
 	emit_u64(out, "expired", st.expired);
@@ -1107,7 +1154,8 @@ random_bytes(uint8_t *buf, size_t len)
 }
 
 struct session *
-session_create(struct ev_loop *loop, const struct config *cfg, struct flows *flows)
+session_create(struct ev_loop *loop, const struct config *cfg, struct flows *flows,
+    session_peer_cb cb, void *data)
 {
 	struct session *s;
 
@@ -1120,6 +1168,8 @@ session_create(struct ev_loop *loop, const struct config *cfg, struct flows *flo
 	s->loop = loop;
 	s->cfg = cfg;
 	s->flows = flows;
+	s->peer_cb = cb;
+	s->peer_data = data;
 	s->bufcap = FRAME_HDR_LEN + FRAME_MAX_PAYLOAD;
 	random_bytes(s->boot_id, sizeof(s->boot_id));
 	if ((s->pending = flows_create(SESSION_MAX_PENDING)) == NULL ||

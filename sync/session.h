@@ -26,8 +26,8 @@
  *                SESSION_PEER_EXPIRY_S, so a vanished peer leaves nothing
  *                behind forever.
  *
- * A flow that exists as this node's own is never overwritten by the peer's
- * copy (counted as a conflict).
+ * A flow that exists as this node's own is overwritten by the peer's copy
+ * only while this node is not master (session_set_master()).
  *
  * Errors: NULL or -1 with errno; the reason is logged where it is known.
  */
@@ -77,14 +77,30 @@ struct session_stats {
 	uint64_t expired;		/* peer flows dropped by expiry */
 	uint64_t pending;		/* changes waiting to be sent */
 	uint64_t bulk_ms_last;		/* duration of the last completed bulk */
+	uint64_t yielded;		/* own flows the master's copy replaced */
+	bool peer_providers_known;	/* the peer sent its provider states */
+	unsigned peer_usable;		/* ... providers up and not draining */
 	double lag_p50_ms, lag_p99_ms;	/* last minute; < 0 without samples */
 	uint64_t lag_samples;		/* ... how many */
 };
 
+/*
+ * Told after the peer's copy of a flow entered or left the table (an
+ * upsert, a delete, a bulk's sweep, expiry), so that the owner can mirror
+ * it into the kernel.  For SESSION_PEER_DELETE only f->key is meaningful.
+ */
+enum session_peer_event {
+	SESSION_PEER_UPSERT,
+	SESSION_PEER_DELETE,
+};
+typedef void (*session_peer_cb)(enum session_peer_event ev, const struct flow *f,
+    void *data);
+
 /* cfg (with has_sync) and flows must outlive the session (see
- * session_set_config for reloads).  NULL with errno; the reason is logged. */
+ * session_set_config for reloads); cb may be NULL.  NULL with errno; the
+ * reason is logged. */
 struct session *session_create(struct ev_loop *loop, const struct config *cfg,
-    struct flows *flows);
+    struct flows *flows, session_peer_cb cb, void *data);
 void session_destroy(struct session *s);
 
 /* A reload's config: 0, or -1 with errno EINVAL when its node or sync
@@ -105,6 +121,15 @@ int session_request_resync(struct session *s);
 /* health[i] and draining[i] for each configured provider. */
 void session_set_providers(struct session *s, const enum session_health *health,
     const bool *draining);
+
+/*
+ * Which copy wins when a flow is both ours and the peer's: the master's.
+ * While this node is master its own flows are never overwritten (counted
+ * as conflicts); otherwise the peer's copy replaces ours (counted as
+ * yielded): a backup whose daemon restarted learned the hot-standby
+ * entries of its kernel as its own.
+ */
+void session_set_master(struct session *s, bool master);
 
 bool session_in_sync(const struct session *s);
 void session_get_stats(const struct session *s, struct session_stats *out);

@@ -99,6 +99,9 @@ lab_uplinkd_start gw2
 lab_uplinkd_start gw1
 lab_wait_for "lab_uplinkctl gw1 status && lab_uplinkctl gw2 status" 20
 ok $? "both daemons answer"
+# The roles keepalived would give them (t_ha.sh runs the real keepalived).
+lab_uplinkctl gw1 ha master >/dev/null && lab_uplinkctl gw2 ha backup >/dev/null
+ok $? "gw1 is master, gw2 backup"
 lab_wait_for both_in_sync 30
 ok $? "the pair is in sync after the first bulk"
 jget gw2 'd["sync"]' sync >"$LAB_DIR/sync2.txt"
@@ -143,6 +146,7 @@ kill -9 "$(cat "$LAB_DIR/uplinkd-gw2.pid")"
 ok $? "uplinkd on gw2 killed with SIGKILL mid-stream ($(own) own flows on gw1 by then)"
 sleep 1
 lab_uplinkd_start gw2
+lab_wait_for "lab_uplinkctl gw2 ha backup" 20
 wait $spid
 ok $? "6000 connections while the receiver died and restarted"
 lab_wait_for converged 60

@@ -89,13 +89,28 @@ node_config(const struct node *n)
 	return cfg;
 }
 
+/* What the owner is told about peer flows; gw2 counts them. */
+static uint64_t peer_upserts, peer_deletes;
+
+static void
+on_peer(enum session_peer_event ev, const struct flow *f, void *data)
+{
+	(void)f;
+	if (data != &gw2)
+		return;
+	if (ev == SESSION_PEER_UPSERT)
+		peer_upserts++;
+	else
+		peer_deletes++;
+}
+
 static int
 node_start(struct node *n)
 {
 	config_free(n->cfg);
 	if ((n->cfg = node_config(n)) == NULL)
 		return -1;
-	n->s = session_create(loop, n->cfg, n->flows);
+	n->s = session_create(loop, n->cfg, n->flows, on_peer, n);
 	return n->s == NULL ? -1 : 0;
 }
 
@@ -266,6 +281,9 @@ main(void)
 	s2 = stats(&gw2);
 	tap_ok(s2.bulk_swept == 500, "the bulk swept gw2's 500 stale peer flows (%llu)",
 	    (unsigned long long)s2.bulk_swept);
+	tap_ok(peer_upserts == 20000 && peer_deletes == 500,
+	    "the owner was told of 20000 upserts and 500 sweeps (%llu, %llu)",
+	    (unsigned long long)peer_upserts, (unsigned long long)peer_deletes);
 	tap_ok(flows_count_origin(gw1.flows, FLOW_PEER) == 0, "gw1 caches none (gw2 owns none)");
 
 	/* Streaming: new flows and deletes. */
@@ -297,19 +315,27 @@ main(void)
 	    (unsigned long long)(s1.upserts_sent + s1.deletes_sent - before));
 	tap_ok(gw2_mirrors(), "gw2 still mirrors gw1");
 
-	/* A flow that is gw2's own is not overwritten by gw1's copy. */
+	/* A flow that is gw2's own: a master keeps its copy, anyone else
+	 * yields to the peer's. */
 	{
 		struct flow f = mkflow(40000, 1);
 		const struct flow *g;
 
 		flows_upsert(gw2.flows, &f);
+		session_set_master(gw2.s, true);
 		before = stats(&gw2).conflicts;
 		own_add(&gw1, 40000, 0);
 		run_until(never, 300);
 		g = flows_lookup(gw2.flows, &f.key);
 		tap_ok(g && g->origin == FLOW_OWN && g->provider == 1 &&
-		    stats(&gw2).conflicts == before + 1, "gw2's own flow kept, conflict counted");
-		flows_delete(gw2.flows, &f.key, NULL);
+		    stats(&gw2).conflicts == before + 1, "a master's own flow kept, conflict counted");
+		session_set_master(gw2.s, false);
+		before = stats(&gw2).yielded;
+		own_add(&gw1, 40000, 0);
+		run_until(never, 300);
+		g = flows_lookup(gw2.flows, &f.key);
+		tap_ok(g && g->origin == FLOW_PEER && g->provider == 0 &&
+		    stats(&gw2).yielded == before + 1, "a backup yields its copy to the peer's");
 		own_del(&gw1, 40000);
 		run_until(never, 200);
 	}

@@ -1,0 +1,97 @@
+/*
+ * ha: the node's role in the VRRP pair, and what keepalived sees of it.
+ *
+ * keepalived decides which node is master and tells uplinkd through its
+ * notify script (`uplinkctl ha master|backup|fault`, ha/notify.sh).  The
+ * other way round, uplinkd tells keepalived whether this node may win,
+ * through a track file (keepalived's vrrp_track_file, weight 1) holding a
+ * number that keepalived adds to the instance's priority:
+ *
+ *   0              ready
+ *   -HA_PENALTY    not ready: it lacks state the peer has (a bulk from the
+ *                  peer is running, or the daemon has just started and the
+ *                  peer has not answered yet), or it has fewer usable
+ *                  providers than the peer
+ *   -HA_FAULT      the daemon stopped (written at a clean exit); keepalived
+ *                  goes to FAULT and releases the addresses
+ *
+ * This closes the known hole of conntrackd + keepalived pairs, where a node
+ * wins VRRP before it has the connection state.  A node whose peer stays
+ * unreachable after the start-up grace is ready: waiting for a peer that
+ * is gone would leave nobody serving.  HA_PENALTY must exceed the
+ * priority difference of the two nodes (ha/keepalived.conf.in: 150 and
+ * 100) so that a node that is not ready never preempts, and stay below the
+ * standby's priority so that a lone node does not fault.
+ *
+ * The file is written atomically (temporary file and rename) and only when
+ * the value changes; keepalived watches it with inotify.  Its path is the
+ * control socket's directory plus "<node>.vrrp" (/run/uplinkd/gw1.vrrp by
+ * default), so two nodes in one lab never share it.
+ *
+ * Errors: NULL or -1 with errno; failures to write the file are logged
+ * (rate-limited) and retried on the next update.
+ */
+#ifndef UPLINKD_HA_H
+#define UPLINKD_HA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "emit.h"
+
+#define HA_PENALTY 60
+#define HA_FAULT 254
+#define HA_GRACE_MS 5000
+
+enum ha_role {
+	HA_INIT,
+	HA_MASTER,
+	HA_BACKUP,
+	HA_FAULT_ROLE,
+};
+
+struct ha;
+
+/* now_ms: the caller's monotonic clock (ev_now_ms).  Writes the track file
+ * at once: not ready when the config has a peer, ready otherwise. */
+struct ha *ha_create(const struct config *cfg, int64_t now_ms);
+/* Writes -HA_FAULT into the track file and frees.  NULL is a no-op. */
+void ha_destroy(struct ha *ha);
+
+const char *ha_role_name(enum ha_role role);
+/* "master", "backup", "fault": 0 and *out, or -1 (EINVAL). */
+int ha_role_parse(const char *s, enum ha_role *out);
+
+/* A transition; logs it with its reason.  Returns the previous role. */
+enum ha_role ha_set_role(struct ha *ha, enum ha_role role, const char *reason,
+    int64_t now_ms);
+enum ha_role ha_role(const struct ha *ha);
+int64_t ha_role_since_ms(const struct ha *ha);
+
+/*
+ * What decides readiness, evaluated by the owner a few times a second.
+ * peer_configured: the config has a sync section.  peer_connected,
+ * in_sync: from the session.  usable_own, usable_peer: providers up and
+ * not draining here and as the peer reported them (peer_known false when
+ * it has not).  Rewrites the file when the verdict changes.
+ */
+struct ha_inputs {
+	bool peer_configured;
+	bool peer_connected;
+	bool in_sync;
+	bool peer_known;
+	unsigned usable_own, usable_peer;
+};
+void ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms);
+bool ha_ready(const struct ha *ha);
+
+/* Fields for `status` (role, since) and `ha` detail (track file, value,
+ * reason, transitions). */
+void ha_report(const struct ha *ha, struct emit *out, int64_t now_ms, bool detail);
+
+/* The track file path for cfg (into buf); -1 with ENAMETOOLONG. */
+int ha_track_path(const struct config *cfg, char *buf, size_t len);
+
+#endif
