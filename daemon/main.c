@@ -344,7 +344,9 @@ collect_adopted(const struct flow *f, void *data)
  * source; the check that follows only repairs what is missing (an entry
  * the kernel timed out, a flow that arrived during the failover).
  * Backup: our flows become the peer's, which the master now owns; they
- * stay in the kernel as its hot standby.
+ * stay in the kernel as its hot standby.  That includes a daemon that
+ * restarted on a backup: its start-up dump learned the hot-standby
+ * entries as its own.
  */
 static void
 role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
@@ -368,10 +370,12 @@ role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
 			d->verify = NULL;
 		}
 		session_resync(d->session);
-	} else if (role == HA_BACKUP && old == HA_MASTER) {
+	} else if (role == HA_BACKUP && old != HA_BACKUP) {
+		/* No bulk now: ours would be empty, and a peer that is not
+		 * master yet would sweep the very flows it is about to adopt.
+		 * The master's next bulk refreshes our copies. */
 		n = flows_adopt(d->flows, FLOW_OWN, FLOW_PEER, NULL, NULL);
 		log_info("ha: handed %zu flows to the peer (kept in the kernel as standby)", n);
-		session_resync(d->session);
 	}
 }
 

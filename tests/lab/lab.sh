@@ -78,6 +78,7 @@
 #   lab_kernel_balancer gwN WA WB / lab_kernel_balancer_off gwN
 #   lab_uplinkd_config gwN [ALGO] [WA] [WB] / lab_uplinkd_start gwN / lab_uplinkctl gwN ARGS...
 #   lab_uplinkd_sync gwN             add the sync section (certificates in $LAB_DIR/pki)
+#   lab_keepalived_config gwN PRIO [preempt|nopreempt] / lab_keepalived_start gwN
 #   lab_labtraffic                  prints the path of the labtraffic binary
 
 LAB_PREFIX=${LAB_PREFIX:-ul}
@@ -531,6 +532,37 @@ sync:
     key: $LAB_DIR/pki/$gw.key
     peer_name: $peer
 EOF
+}
+
+# keepalived for gwN from ha/keepalived.conf.j2 (the same template the
+# ansible role renders): lab_keepalived_config gwN PRIORITY [preempt|nopreempt]
+lab_keepalived_config() {
+	local gw=${1:?usage: lab_keepalived_config gwN PRIORITY [preempt|nopreempt]}
+	local prio=${2:?priority} preempt=true
+	[ "${3:-preempt}" = nopreempt ] && preempt=false
+	_lab_dir_init || return 1
+	cat >"$LAB_DIR/keepalived-$gw.json" <<EOF
+{"node": "$gw", "priority": $prio, "preempt": $preempt, "advert_ms": 100, "vrid": 51,
+ "lan": {"interface": "lan0", "vip": "10.0.0.1/24"},
+ "providers": [{"name": "isp-a", "interface": "wan0", "source": "198.51.100.10/24"},
+               {"name": "isp-b", "interface": "wan1", "source": "203.0.113.10/24"}],
+ "track_file": "$LAB_DIR/$gw.vrrp",
+ "alive_check": "$UPLINKD_BUILD/uplinkctl -s $LAB_DIR/$gw.sock status",
+ "notify": "$LAB_TOP/ha/notify.sh -b $UPLINKD_BUILD/uplinkctl $LAB_DIR/$gw.sock"}
+EOF
+	"$LAB_TOP/ha/render.py" "$LAB_TOP/ha/keepalived.conf.j2" "$LAB_DIR/keepalived-$gw.json" \
+		>"$LAB_DIR/keepalived-$gw.conf"
+}
+
+# Runs keepalived in gwN (in the foreground of its own process, its pid files
+# in $LAB_DIR): keepalived-gwN.pid is the parent, keepalived-gwN.vrrp.pid
+# its VRRP child.
+lab_keepalived_start() {
+	local gw=${1:?usage: lab_keepalived_start gwN}
+	[ -f "$LAB_DIR/keepalived-$gw.conf" ] || { _lab_err "no keepalived config for $gw"; return 1; }
+	lab_start_bg "$gw" "keepalived-$gw" keepalived -n -l -D --vrrp \
+		-f "$LAB_DIR/keepalived-$gw.conf" -p "$LAB_DIR/keepalived-$gw.main.pid" \
+		-r "$LAB_DIR/keepalived-$gw.vrrp.pid"
 }
 
 lab_uplinkd_start() {
