@@ -1,0 +1,110 @@
+/*
+ * test_ha: the role state machine and the VRRP track file it writes, read
+ * back from the file as keepalived would.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ha.h"
+#include "log.h"
+#include "tap.h"
+
+static char dir[64], sock[128], track[128];
+
+static int
+track_value(void)
+{
+	FILE *f = fopen(track, "r");
+	int v = 9999;
+
+	if (f == NULL)
+		return 9999;
+	if (fscanf(f, "%d", &v) != 1)
+		v = 9998;
+	fclose(f);
+	return v;
+}
+
+static struct config *
+mkconfig(bool sync)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+
+	snprintf(cfg->node, sizeof(cfg->node), "gw1");
+	cfg->control.socket = sock;
+	cfg->has_sync = sync;
+	return cfg;
+}
+
+int
+main(void)
+{
+	struct config *cfg = mkconfig(true), *alone = mkconfig(false);
+	struct ha_inputs in = { .peer_configured = true };
+	enum ha_role r;
+	struct ha *ha;
+	char path[256];
+
+	log_init("test_ha", 1, 0);
+	snprintf(dir, sizeof(dir), "/tmp/uplinkd-ha-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return 1;
+	snprintf(sock, sizeof(sock), "%s/uplinkd.sock", dir);
+	snprintf(track, sizeof(track), "%s/gw1.vrrp", dir);
+
+	tap_ok(ha_track_path(cfg, path, sizeof(path)) == 0 && strcmp(path, track) == 0,
+	    "track file next to the control socket, named after the node (%s)", path);
+	tap_ok(ha_track_path(cfg, path, 8) == -1 && errno == ENAMETOOLONG, "too long a path refused");
+	tap_ok(ha_role_parse("master", &r) == 0 && r == HA_MASTER &&
+	    ha_role_parse("backup", &r) == 0 && r == HA_BACKUP &&
+	    ha_role_parse("fault", &r) == 0 && r == HA_FAULT_ROLE, "roles parse");
+	tap_ok(ha_role_parse("init", &r) == -1 && ha_role_parse("Master", &r) == -1,
+	    "init and wrong case are not roles keepalived sends");
+
+	ha = ha_create(cfg, 1000);
+	tap_ok(ha != NULL && track_value() == -HA_PENALTY && ha_role(ha) == HA_INIT,
+	    "a node with a peer starts not ready (%d), role init", track_value());
+	ha_update(ha, &in, 1000 + HA_GRACE_MS - 1);
+	tap_ok(track_value() == -HA_PENALTY, "... for the start-up grace while the peer is silent");
+	ha_update(ha, &in, 1000 + HA_GRACE_MS);
+	tap_ok(track_value() == 0 && ha_ready(ha), "after the grace a lone node is ready");
+	in.peer_connected = true;
+	ha_update(ha, &in, 10000);
+	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
+	    "a connected peer whose bulk is incomplete makes it not ready");
+	in.in_sync = true;
+	ha_update(ha, &in, 10100);
+	tap_ok(track_value() == 0, "in sync: ready");
+	in.peer_known = true;
+	in.usable_own = 1;
+	in.usable_peer = 2;
+	ha_update(ha, &in, 10200);
+	tap_ok(track_value() == -HA_PENALTY, "fewer usable providers than the peer: not ready");
+	in.usable_own = 2;
+	ha_update(ha, &in, 10300);
+	tap_ok(track_value() == 0, "as many: ready");
+
+	tap_ok(ha_set_role(ha, HA_BACKUP, "test", 11000) == HA_INIT && ha_role(ha) == HA_BACKUP &&
+	    ha_role_since_ms(ha) == 11000, "init -> backup");
+	tap_ok(ha_set_role(ha, HA_BACKUP, "test", 12000) == HA_BACKUP &&
+	    ha_role_since_ms(ha) == 11000, "the same role again is no transition");
+	tap_ok(ha_set_role(ha, HA_MASTER, "test", 13000) == HA_BACKUP && ha_role(ha) == HA_MASTER,
+	    "backup -> master");
+	ha_destroy(ha);
+	tap_ok(track_value() == -HA_FAULT, "a clean stop writes the fault value (%d)", track_value());
+
+	ha = ha_create(alone, 0);
+	tap_ok(ha != NULL && track_value() == 0, "a node without a peer is ready at once");
+	ha_destroy(ha);
+	ha_destroy(NULL);
+
+	unlink(track);
+	rmdir(dir);
+	free(cfg);
+	free(alone);
+	return tap_done();
+}
