@@ -21,6 +21,7 @@ struct ha {
 	int value;			/* what the file says (or should say) */
 	bool written;			/* ... and it does */
 	char why[128];			/* why not ready; "" when ready */
+	bool peer_seen;			/* connected at least once */
 	int64_t warned_ms;
 };
 
@@ -167,10 +168,13 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 	char why[sizeof(ha->why)] = "";
 	int value;
 
+	if (in->peer_connected)
+		ha->peer_seen = true;
 	if (in->peer_configured) {
 		if (in->peer_connected && !in->in_sync)
 			snprintf(why, sizeof(why), "receiving the peer's flows (bulk not complete)");
-		else if (!in->peer_connected && now_ms - ha->start_ms < HA_GRACE_MS)
+		else if (!in->peer_connected && !ha->peer_seen &&
+		    now_ms - ha->start_ms < HA_GRACE_MS)
 			snprintf(why, sizeof(why), "starting: waiting for the peer's flows");
 		else if (in->peer_connected && in->peer_known && in->usable_own < in->usable_peer)
 			snprintf(why, sizeof(why), "%u usable providers here, %u on the peer",

@@ -10,8 +10,9 @@
  *   0              ready
  *   -HA_PENALTY    not ready: it lacks state the peer has (a bulk from the
  *                  peer is running, or the daemon has just started and the
- *                  peer has not answered yet), or it has fewer usable
- *                  providers than the peer
+ *                  peer has not answered yet: HA_GRACE_MS, and only until
+ *                  the first connection), or it has fewer usable providers
+ *                  than the peer
  *   -HA_FAULT      the daemon stopped (written at a clean exit); keepalived
  *                  goes to FAULT and releases the addresses
  *

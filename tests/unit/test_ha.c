@@ -87,6 +87,9 @@ main(void)
 	in.usable_own = 2;
 	ha_update(ha, &in, 10300);
 	tap_ok(track_value() == 0, "as many: ready");
+	in.peer_connected = in.in_sync = in.peer_known = false;
+	ha_update(ha, &in, 1000 + 100);
+	tap_ok(track_value() == 0, "a peer lost after it was seen leaves the node ready");
 
 	tap_ok(ha_set_role(ha, HA_BACKUP, "test", 11000) == HA_INIT && ha_role(ha) == HA_BACKUP &&
 	    ha_role_since_ms(ha) == 11000, "init -> backup");
