@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,12 +100,54 @@ apply_usability(struct uplinkd *d)
 		log_warnx("updating the kernel fallback mark: %s", err);
 }
 
+/*
+ * The safety net.  A packet the kernel calls NEW but whose tuple is a flow
+ * we know is a mid-stream packet whose conntrack entry is missing: the flow
+ * reached us during the failover, or the kernel timed its hot-standby copy
+ * out.  A fresh decision would give it another provider or port and the
+ * far end would reset it.  Instead its entry is written now, with the
+ * replicated provider and NAT source, and this one packet is dropped: the
+ * retransmission (or the next datagram) matches the entry.  (Accepting it
+ * would let it create a conntrack entry of its own, a new NAT decision.)
+ * A TCP SYN opens a new connection that happens to reuse the tuple.
+ */
+static bool
+safety_net(struct uplinkd *d, const struct queue_packet *pkt)
+{
+	struct flow_key k;
+	const struct flow *f;
+
+	if (pkt->tuple.proto == IPPROTO_TCP && (pkt->tcp_flags & TH_SYN) != 0)
+		return false;
+	memset(&k, 0, sizeof(k));
+	k.family = pkt->tuple.family;
+	k.proto = pkt->tuple.proto;
+	k.sport = pkt->tuple.sport;
+	k.dport = pkt->tuple.dport;
+	memcpy(k.src, pkt->tuple.src, sizeof(k.src));
+	memcpy(k.dst, pkt->tuple.dst, sizeof(k.dst));
+	if ((f = flows_lookup(d->flows, &k)) == NULL)
+		return false;
+	/* Written before the verdict leaves (verdicts go at the end of the
+	 * burst), so the retransmission finds it. */
+	ct_write_upsert(d->ct, f, false);
+	ct_write_flush(d->ct);
+	d->safety_net++;
+	return true;
+}
+
 static struct queue_decision
 on_packet(const struct queue_packet *pkt, void *data)
 {
 	struct uplinkd *d = data;
 	struct queue_decision dec = { QUEUE_ACCEPT, 0 };
-	size_t p = sched_pick(d->sched, &pkt->tuple, flows_provider_counts(d->flows),
+	size_t p;
+
+	if (safety_net(d, pkt)) {
+		dec.verdict = QUEUE_DROP;
+		return dec;
+	}
+	p = sched_pick(d->sched, &pkt->tuple, flows_provider_counts(d->flows),
 	    ev_now_ms(d->loop));
 
 	d->decisions[p]++;

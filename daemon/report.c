@@ -105,7 +105,21 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 	emit_u64(out, "dropped", qs.dropped);
 	emit_u64(out, "unparsed", qs.unparsed);
 	emit_u64(out, "failed_open", qs.kernel_queue_dropped + qs.kernel_user_dropped);
+	emit_u64(out, "safety_net", d->safety_net);
 	emit_object_end(out);
+	{
+		struct ct_write_stats w;
+
+		ct_get_write_stats(d->ct, &w);
+		emit_object_begin(out, "kernel_writes");
+		emit_u64(out, "created", w.created);
+		emit_u64(out, "updated", w.updated);
+		emit_u64(out, "deleted", w.deleted);
+		emit_u64(out, "conflicts", w.conflicts);
+		emit_u64(out, "not_found", w.not_found);
+		emit_u64(out, "failed", w.failed + w.enobufs + w.unanswered);
+		emit_object_end(out);
+	}
 	report_sync(d, out, false);
 	return CTL_OK;
 }
@@ -285,6 +299,9 @@ report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_
 	fprintf(f, "# HELP uplinkd_decisions_degraded_total Decisions made with no usable provider.\n"
 	    "# TYPE uplinkd_decisions_degraded_total counter\n"
 	    "uplinkd_decisions_degraded_total %llu\n", (unsigned long long)d->decisions_degraded);
+	fprintf(f, "# HELP uplinkd_safety_net_total Mid-stream packets of known flows whose conntrack entry was rewritten (the packet dropped).\n"
+	    "# TYPE uplinkd_safety_net_total counter\n"
+	    "uplinkd_safety_net_total %llu\n", (unsigned long long)d->safety_net);
 	fprintf(f, "# HELP uplinkd_provider_up Provider usable (1) or not (0).\n"
 	    "# TYPE uplinkd_provider_up gauge\n");
 	for (size_t i = 0; i < d->cfg->nproviders; i++)

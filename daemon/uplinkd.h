@@ -45,6 +45,8 @@ struct uplinkd {
 	bool draining[CFG_MAX_PROVIDERS];
 	uint64_t decisions[CFG_MAX_PROVIDERS];
 	uint64_t decisions_degraded;
+	uint64_t safety_net;		/* mid-stream packets of known flows
+					 * whose entry was rewritten */
 	uint64_t flows_full;		/* upserts refused: table full */
 	uint64_t resyncs;
 	uint64_t reloads;

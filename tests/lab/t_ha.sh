@@ -8,7 +8,9 @@
 # back and checks the failback the same way.  TAP output; outcomes, not
 # speed (the takeover times are printed).
 #
-# Usage: t_ha.sh [MODE...]   modes: graceful kill link node (default: all)
+# Usage: t_ha.sh [MODE...]   modes: graceful kill link node gap (default: all)
+#   gap: graceful, after the standby's kernel lost its copy of every flow
+#   (what the takeover check and the NFQUEUE safety net must repair)
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export LAB_PREFIX=${LAB_PREFIX:-uha}
@@ -18,7 +20,7 @@ LT=$(lab_labtraffic) || { echo "Bail out! labtraffic not built"; exit 1; }
 SRV=192.0.2.10
 TCP_CONNS=${TCP_CONNS:-500}
 UDP_FLOWS=${UDP_FLOWS:-100}
-MODES=${*:-graceful kill link node}
+MODES=${*:-graceful kill link node gap}
 
 n=0
 ok() {
@@ -145,6 +147,12 @@ check_flows "before any failure"
 fail_gw1() {
 	case $1 in
 	graceful) lab_stop keepalived-gw1 ;;
+	gap)
+		lab_exec gw2 conntrack -D --mark 256 >/dev/null 2>&1
+		lab_exec gw2 conntrack -D --mark 512 >/dev/null 2>&1
+		diag "gap: gw2's kernel holds $(kernel_flows gw2) of the flows now"
+		lab_stop keepalived-gw1
+		;;
 	kill) kill -9 "$(cat "$LAB_DIR/uplinkd-gw1.pid")" ;;
 	link) lab_exec gw1 ip link set lan0 down ;;
 	node)
@@ -158,7 +166,7 @@ fail_gw1() {
 }
 restore_gw1() {
 	case $1 in
-	graceful) lab_keepalived_start gw1 ;;
+	graceful | gap) lab_keepalived_start gw1 ;;
 	kill) lab_uplinkd_start gw1 ;;
 	link) lab_exec gw1 ip link set lan0 up ;;
 	node)
@@ -181,6 +189,12 @@ for mode in $MODES; do
 	took=$(wait_master gw2 gw1 "$([ "$mode" = node ] && echo dead)")
 	ok $? "$mode: gw2 takes over ($took s from the failure to VIPs and role)"
 	check_flows "$mode, on gw2"
+	if [ "$mode" = gap ]; then
+		rep=$(jget gw2 '(d["queue"]["safety_net"], d["kernel_writes"]["created"])' status)
+		diag "gap: gw2 rewrote the missing entries (safety net, created by the takeover check): $rep"
+		ok "$([ "$(kernel_flows gw2)" -ge "$want" ] && echo 0 || echo 1)" \
+			"gap: gw2's kernel has every flow again ($(kernel_flows gw2))"
+	fi
 	restore_gw1 "$mode"
 	lab_wait_for "in_sync gw1 && in_sync gw2" 60
 	ok $? "$mode: gw1 is back and in sync"
