@@ -878,17 +878,12 @@ on_tick(void *data)
 
 /* --- the owner's side --- */
 
-void
-session_own_upsert(struct session *s, const struct flow *f, int64_t event_us)
+/* Records a change for the next flush; p->aux says which kind. */
+static void
+pending_put(struct session *s, struct flow *p, int64_t event_us)
 {
-	struct flow p;
-
-	if (s == NULL || !session_connected(s) || s->tx_bulk == BULK_WANTED)
-		return;
-	p = *f;
-	p.aux = PENDING_UPSERT;
-	p.origin = FLOW_OWN;
-	if (flows_upsert(s->pending, &p) == -1) {
+	p->origin = FLOW_OWN;
+	if (flows_upsert(s->pending, p) == -1) {
 		session_overflow(s, "too many changes waiting for the peer");
 		return;
 	}
@@ -896,23 +891,37 @@ session_own_upsert(struct session *s, const struct flow *f, int64_t event_us)
 		s->pending_since_us = event_us;
 }
 
+/* Changes matter only while a peer listens and no bulk is about to resend
+ * the whole table anyway. */
+static bool
+pending_wanted(const struct session *s)
+{
+	return s != NULL && session_connected(s) && s->tx_bulk != BULK_WANTED;
+}
+
+void
+session_own_upsert(struct session *s, const struct flow *f, int64_t event_us)
+{
+	struct flow p;
+
+	if (!pending_wanted(s))
+		return;
+	p = *f;
+	p.aux = PENDING_UPSERT;
+	pending_put(s, &p, event_us);
+}
+
 void
 session_own_delete(struct session *s, const struct flow_key *key, int64_t event_us)
 {
 	struct flow p;
 
-	if (s == NULL || !session_connected(s) || s->tx_bulk == BULK_WANTED)
+	if (!pending_wanted(s))
 		return;
 	memset(&p, 0, sizeof(p));
 	p.key = *key;
 	p.aux = PENDING_DELETE;
-	p.origin = FLOW_OWN;
-	if (flows_upsert(s->pending, &p) == -1) {
-		session_overflow(s, "too many changes waiting for the peer");
-		return;
-	}
-	if (s->pending_since_us == 0)
-		s->pending_since_us = event_us;
+	pending_put(s, &p, event_us);
 }
 
 void
