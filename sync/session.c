@@ -7,8 +7,13 @@
  * connected and no bulk is waiting to start: a bulk reads the live flow
  * table, so changes before it starts are in it anyway.
  *
- * The bulk walks the flow table by dense position, downwards, a batch per
- * step while the channel's queue is short.  Changes during the walk go
+ * The bulk walks the flow table by dense position, downwards, a few
+ * batches per loop iteration (SESSION_BULK_STEP) while the channel's
+ * queue is short.  The step is what lets the bulk stream: the channel
+ * writes only from its write callback, so a walk that filled the queue to
+ * SESSION_QUEUE_HIGH in one go would encode a whole 100k-flow table
+ * before the peer received its first byte (sender and receiver then work
+ * one after the other instead of at once).  Changes during the walk go
  * through the pending set and are flushed after each step, in stream
  * order: whatever the walk sends is the table's current state, and any
  * later change follows it.
@@ -41,6 +46,7 @@
 
 #define SESSION_TICK_MS		250
 #define SESSION_QUEUE_HIGH	(8u << 20)	/* bulk pauses above this */
+#define SESSION_BULK_STEP	4		/* bulk batches per loop iteration */
 #define SESSION_QUEUE_LOW	(1u << 20)	/* an overflowed bulk restarts below */
 #define SESSION_INFLIGHT	1024		/* batches whose lag is tracked */
 #define SESSION_LAG_SAMPLES	8192
@@ -360,7 +366,12 @@ bulk_start(struct session *s)
 static void
 bulk_step(struct session *s)
 {
-	while (s->tx_bulk == BULK_WALKING && channel_queued(s->ch) < SESSION_QUEUE_HIGH) {
+	int step = SESSION_BULK_STEP;
+
+	/* Every pass but the last sends a batch, which arms the channel's
+	 * write callback: the loop comes back here without sleeping. */
+	while (s->tx_bulk == BULK_WALKING && channel_queued(s->ch) < SESSION_QUEUE_HIGH &&
+	    step-- > 0) {
 		size_t nup = 0;
 
 		if (s->tx_walk > flows_count(s->flows))
