@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
  libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev
  libprotobuf-c-dev protobuf-c-compiler libssl-dev libyaml-dev libsystemd-dev
- iptables nftables conntrack iproute2 keepalived openssl
+ iptables nftables conntrack conntrackd iproute2 keepalived openssl
  clang libclang-rt-14-dev python3 python3-jinja2 procps"
 missing=""
 for p in $PKGS; do
@@ -18,8 +18,12 @@ if [ -n "$missing" ]; then
 	# shellcheck disable=SC2086
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-# keepalived's package starts a service that would grab VRRP on the host;
-# the lab runs its own instances in namespaces.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q keepalived 2>/dev/null; then
-	systemctl stop keepalived || true
-fi
+# keepalived's package starts a service that would grab VRRP on the host,
+# and conntrackd's (only the sync benchmark's baseline, tests/bench/
+# bench_sync.sh) one that would sync the host's conntrack table; the lab
+# runs its own instances in namespaces.
+for svc in keepalived conntrackd; do
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$svc" 2>/dev/null; then
+		systemctl stop "$svc" || true
+	fi
+done

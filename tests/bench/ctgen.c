@@ -6,6 +6,15 @@
  *
  *   ctgen -n N [-b BATCH] [-t TIMEOUT_S] [--marks 0x100,0x200]
  *         [--snat 198.51.100.10,203.0.113.10] [--udp] [--offset K]
+ *         [--rate R] [--stamps FILE]
+ *
+ * --rate paces the creation at R entries/s: batch k is sent at
+ * t0 + k*BATCH/R (absolute schedule, so a late batch does not shift the
+ * rest; use a small BATCH for a steady stream).  --stamps writes one line
+ * per batch, "FIRST COUNT T_US": the batch's first entry (0-based, without
+ * the offset), its size, and CLOCK_MONOTONIC in microseconds just before
+ * the batch was sent.  The kernel emits the entries' NEW events while it
+ * processes that sendmsg, so T_US is at or before each entry's event.
  *
  * Entry i: 10.64.0.0+i:40000+(i%20000) -> 192.0.2.10:(1000+i/60000), SNAT
  * to provider (i % providers) port 1024+(i%60000), so reply tuples never
@@ -18,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libmnl/libmnl.h>
 
@@ -57,6 +67,8 @@ main(int argc, char *argv[])
 		{ "snat", required_argument, NULL, 's' },
 		{ "udp", no_argument, NULL, 'u' },
 		{ "offset", required_argument, NULL, 'o' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "stamps", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint32_t marks[CTGEN_MAX_PROVIDERS] = { 0x100, 0x200 };
@@ -69,6 +81,9 @@ main(int argc, char *argv[])
 	int64_t t0, t1;
 	unsigned portid;
 	int rcvbuf = 8 << 20;
+	double rate = 0;
+	const char *stamps_path = NULL;
+	FILE *stamps = NULL;
 
 	netaddr_parse("198.51.100.10", &snat[0]);
 	netaddr_parse("203.0.113.10", &snat[1]);
@@ -95,15 +110,26 @@ main(int argc, char *argv[])
 		case 'o':
 			offset = strtoul(optarg, NULL, 0);
 			break;
+		case 'r':
+			rate = strtod(optarg, NULL);
+			break;
+		case 'S':
+			stamps_path = optarg;
+			break;
 		default:
 			fprintf(stderr, "usage: ctgen -n N [-b BATCH] [-t TIMEOUT] [--marks LIST] "
-			    "[--snat LIST] [--udp] [--offset K]\n");
+			    "[--snat LIST] [--udp] [--offset K] [--rate R] [--stamps FILE]\n");
 			return 2;
 		}
 	}
-	if (batch == 0 || batch > 400 || nmarks == 0 || nsnat < nmarks) {
-		fprintf(stderr, "ctgen: batch must be 1..400 and every mark needs an SNAT address\n");
+	if (batch == 0 || batch > 400 || nmarks == 0 || nsnat < nmarks || rate < 0) {
+		fprintf(stderr, "ctgen: batch must be 1..400, the rate >= 0, and every mark "
+		    "needs an SNAT address\n");
 		return 2;
+	}
+	if (stamps_path != NULL && (stamps = fopen(stamps_path, "w")) == NULL) {
+		fprintf(stderr, "ctgen: %s: %s\n", stamps_path, strerror(errno));
+		return 1;
 	}
 	if ((nl = mnl_socket_open(NETLINK_NETFILTER)) == NULL ||
 	    mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -116,7 +142,17 @@ main(int argc, char *argv[])
 	for (unsigned long i = 0; i < n;) {
 		size_t len = 0;
 		unsigned long first = i, acks = 0, want;
+		int64_t sent_us;
 
+		if (rate > 0) {
+			int64_t due = t0 + (int64_t)((double)i * 1e6 / rate);
+			struct timespec ts = { .tv_sec = due / 1000000,
+			    .tv_nsec = (due % 1000000) * 1000 };
+
+			/* Absolute: behind schedule means no sleep at all. */
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+				;
+		}
 		for (; i < n && i - first < batch; i++) {
 			unsigned long k = i + offset;
 			struct flow f = { 0 };
@@ -142,10 +178,13 @@ main(int argc, char *argv[])
 			len += (size_t)w;
 		}
 		want = i - first;
+		sent_us = ev_clock_us();
 		if (mnl_socket_sendto(nl, buf, len) < 0) {
 			perror("ctgen: send");
 			return 1;
 		}
+		if (stamps != NULL)
+			fprintf(stamps, "%lu %lu %lld\n", first, want, (long long)sent_us);
 		while (acks < want) {
 			ssize_t r = mnl_socket_recvfrom(nl, rbuf, sizeof(rbuf));
 			int rl = (int)r;
@@ -178,5 +217,9 @@ main(int argc, char *argv[])
 	    exists, failed, (double)(t1 - t0) / 1e6,
 	    (double)n / ((double)(t1 - t0) / 1e6 + 1e-9));
 	mnl_socket_close(nl);
+	if (stamps != NULL && fclose(stamps) == EOF) {
+		fprintf(stderr, "ctgen: %s: %s\n", stamps_path, strerror(errno));
+		return 1;
+	}
 	return failed ? 1 : 0;
 }
