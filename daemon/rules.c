@@ -142,6 +142,27 @@ rules_render_iptables(const struct config *cfg, const bool *usable)
 	fprintf(f, "-A %s -i %s -m connmark ! --mark 0/0x%x -j CONNMARK --restore-mark "
 	    "--nfmask 0x%x --ctmask 0x%x\n", RULES_CHAIN_PRE, lan, m, m, m);
 	fprintf(f, "-A %s -m mark ! --mark 0/0x%x -j RETURN\n", RULES_CHAIN_PRE, m);
+	/*
+	 * Provider side, after a takeover: a mid-stream packet from the far
+	 * end to a SNAT address whose entry is not (yet) in this kernel would
+	 * become a local connection of its own (a TCP RST from the gateway, a
+	 * bogus entry whose reply tuple then blocks the replicated entry with
+	 * EEXIST).  Dropped instead: the next one finds the entry that the
+	 * takeover check or the LAN side's safety net writes.  Nothing
+	 * legitimate starts that way: SNAT addresses carry outbound
+	 * connections only.
+	 */
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		const struct cfg_provider *p = &cfg->providers[i];
+
+		if (p->source.family != AF_INET)
+			continue;
+		netaddr_str(&p->source, pfx, sizeof(pfx));
+		fprintf(f, "-A %s -i %s -d %s -p tcp ! --syn -m conntrack --ctstate NEW -j DROP\n",
+		    RULES_CHAIN_PRE, p->interface, pfx);
+		fprintf(f, "-A %s -i %s -d %s -p udp -m conntrack --ctstate NEW -j DROP\n",
+		    RULES_CHAIN_PRE, p->interface, pfx);
+	}
 	fprintf(f, "-A %s ! -i %s -j RETURN\n", RULES_CHAIN_PRE, lan);
 	rules_lan_returns(f, cfg, RULES_CHAIN_PRE);
 	for (size_t i = 0; i < cfg->lan.nnetworks; i++) {
