@@ -139,7 +139,9 @@ struct session {
 	char last_error[160];
 	int64_t last_error_ms;
 	bool fingerprint_warned;
-	bool master;
+	bool master;			/* this node, as the owner says */
+	bool peer_master;		/* the peer, as it last said */
+	bool hb_due;			/* tell the peer our role now */
 };
 
 static uint64_t
@@ -467,8 +469,11 @@ send_heartbeat(struct session *s)
 		h.has_want_bulk = 1;
 		h.want_bulk = 1;
 	}
+	h.has_master = 1;
+	h.master = s->master;
 	if (session_send(s, FRAME_HEARTBEAT, &h.base) == 0) {
 		s->want_bulk_from_peer = false;
+		s->hb_due = false;
 		s->last_hb_ms = ev_now_ms(s->loop);
 	}
 }
@@ -490,6 +495,8 @@ send_hello(struct session *s)
 	h.boot_id.len = sizeof(s->boot_id);
 	h.has_config_fingerprint = 1;
 	h.config_fingerprint = frame_config_fingerprint(s->cfg);
+	h.has_master = 1;
+	h.master = s->master;
 	session_send(s, FRAME_HELLO, &h.base);
 }
 
@@ -508,7 +515,7 @@ session_flush(void *data)
 		return;
 	if (s->prov_dirty)
 		send_providers(s);
-	if (s->want_bulk_from_peer)
+	if (s->want_bulk_from_peer || s->hb_due)
 		send_heartbeat(s);
 	if (s->tx_bulk == BULK_WANTED && channel_queued(s->ch) < SESSION_QUEUE_LOW)
 		bulk_start(s);
@@ -522,6 +529,18 @@ session_flush(void *data)
 
 /* --- receiving --- */
 
+/* Both nodes hold a flow as their own: the master's copy wins; when
+ * neither is master, the copy of the node whose name sorts lower (a
+ * restarted daemon learns its kernel's hot-standby entries as its own and
+ * must not keep them against the node that carries them). */
+static bool
+peer_copy_wins(const struct session *s)
+{
+	if (s->master)
+		return false;
+	return s->peer_master || strcmp(s->peer_node, s->cfg->node) < 0;
+}
+
 static void
 rx_upsert(struct session *s, const Uplinkd__Flow *pb)
 {
@@ -534,7 +553,7 @@ rx_upsert(struct session *s, const Uplinkd__Flow *pb)
 	}
 	cur = flows_lookup(s->flows, &f.key);
 	if (cur != NULL && cur->origin == FLOW_OWN) {
-		if (s->master) {
+		if (!peer_copy_wins(s)) {
 			s->st.conflicts++;
 			return;
 		}
@@ -687,6 +706,7 @@ rx_hello(struct session *s, const Uplinkd__Hello *h)
 		s->fingerprint_warned = true;
 	}
 	snprintf(s->peer_node, sizeof(s->peer_node), "%s", h->node);
+	s->peer_master = h->has_master && h->master;
 	s->hello_seen = true;
 	log_info("sync: peer %s speaks protocol %u.%u", h->node, h->major, h->minor);
 	return 0;
@@ -750,6 +770,8 @@ rx_frame(struct session *s, const struct frame_msg *m)
 
 		s->peer_flows_own = h->flows_own;
 		s->peer_flows_peer = h->flows_peer;
+		if (h->has_master)
+			s->peer_master = h->master;
 		if (h->has_want_bulk && h->want_bulk && s->tx_bulk != BULK_WANTED) {
 			log_info("sync: the peer asked for a bulk resend");
 			s->tx_in_sync = false;
@@ -819,6 +841,7 @@ conn_reset(struct session *s)
 	s->inflight_len = 0;
 	s->st.peer_providers_known = false;
 	s->npeer_prov = 0;
+	s->peer_master = false;
 	pending_clear(s);
 }
 
@@ -993,8 +1016,10 @@ session_set_config(struct session *s, const struct config *cfg)
 void
 session_set_master(struct session *s, bool master)
 {
-	if (s != NULL)
-		s->master = master;
+	if (s == NULL || s->master == master)
+		return;
+	s->master = master;
+	s->hb_due = true;
 }
 
 bool
@@ -1126,6 +1151,7 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	emit_u64(out, "expired", st.expired);
 	emit_u64(out, "bytes_in", cs.bytes_in);
 	emit_u64(out, "bytes_out", cs.bytes_out);
+	emit_bool(out, "peer_master", session_connected(s) && s->peer_master);
 	emit_u64(out, "peer_flows_own", s->peer_flows_own);
 	emit_u64(out, "peer_cache_of_ours", s->peer_flows_peer);
 	emit_array_begin(out, "peer_providers");

@@ -27,7 +27,7 @@
  *                behind forever.
  *
  * A flow that exists as this node's own is overwritten by the peer's copy
- * only while this node is not master (session_set_master()).
+ * only when the peer's copy wins (session_set_master()).
  *
  * Errors: NULL or -1 with errno; the reason is logged where it is known.
  */
@@ -123,11 +123,12 @@ void session_set_providers(struct session *s, const enum session_health *health,
     const bool *draining);
 
 /*
- * Which copy wins when a flow is both ours and the peer's: the master's.
- * While this node is master its own flows are never overwritten (counted
- * as conflicts); otherwise the peer's copy replaces ours (counted as
- * yielded): a backup whose daemon restarted learned the hot-standby
- * entries of its kernel as its own.
+ * Which copy wins when a flow is both ours and the peer's: the master's;
+ * when neither node is master, the copy of the node whose name sorts
+ * lower.  Each side tells the other its role (Hello, Heartbeat).  A copy
+ * that loses is counted on the losing side as yielded, a copy kept
+ * against the peer's as a conflict.  (A backup whose daemon restarted has
+ * learned the hot-standby entries of its kernel as its own.)
  */
 void session_set_master(struct session *s, bool master);
 

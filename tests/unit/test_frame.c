@@ -176,6 +176,8 @@ samples_init(struct samples *s, const struct config *cfg)
 	s->hello.boot_id.len = sizeof(boot_id);
 	s->hello.has_config_fingerprint = 1;
 	s->hello.config_fingerprint = frame_config_fingerprint(cfg);
+	s->hello.has_master = 1;
+	s->hello.master = 1;
 
 	for (i = 0; i < 3; i++) {
 		struct flow f = mkflow((uint32_t)i, i == 1 ? AF_INET6 : AF_INET);
@@ -231,6 +233,8 @@ samples_init(struct samples *s, const struct config *cfg)
 	s->heartbeat.flows_peer = 678;
 	s->heartbeat.has_want_bulk = 1;
 	s->heartbeat.want_bulk = 1;
+	s->heartbeat.has_master = 1;
+	s->heartbeat.master = 1;
 
 	for (i = 0; i < 2; i++) {
 		s->ps[i] = ps;

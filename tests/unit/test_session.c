@@ -335,9 +335,33 @@ main(void)
 		run_until(never, 300);
 		g = flows_lookup(gw2.flows, &f.key);
 		tap_ok(g && g->origin == FLOW_PEER && g->provider == 0 &&
-		    stats(&gw2).yielded == before + 1, "a backup yields its copy to the peer's");
+		    stats(&gw2).yielded == before + 1,
+		    "neither master: gw2 yields its copy to gw1's (the lower name)");
 		own_del(&gw1, 40000);
 		run_until(never, 200);
+	}
+	{
+		struct flow f = mkflow(40001, 0);
+		const struct flow *g;
+
+		flows_upsert(gw1.flows, &f);
+		before = stats(&gw1).conflicts;
+		own_add(&gw2, 40001, 1);
+		run_until(never, 300);
+		g = flows_lookup(gw1.flows, &f.key);
+		tap_ok(g && g->origin == FLOW_OWN && stats(&gw1).conflicts == before + 1,
+		    "neither master: gw1 keeps its copy against gw2's");
+		session_set_master(gw2.s, true);
+		run_until(never, 300);
+		before = stats(&gw1).yielded;
+		own_add(&gw2, 40001, 1);
+		run_until(never, 300);
+		g = flows_lookup(gw1.flows, &f.key);
+		tap_ok(g && g->origin == FLOW_PEER && g->provider == 1 &&
+		    stats(&gw1).yielded == before + 1, "gw2 master: gw1 yields to the master's copy");
+		session_set_master(gw2.s, false);
+		own_del(&gw2, 40001);
+		run_until(never, 300);
 	}
 
 	/* Both directions: gw2's own flows reach gw1. */
