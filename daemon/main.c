@@ -157,13 +157,18 @@ on_packet(const struct queue_packet *pkt, void *data)
 	return dec;
 }
 
-/* Returns the flow as it is now in the table, or NULL when it is full. */
+/* Returns the flow as it is now in the table, or NULL when it is full or
+ * the peer's.  The kernel's copy of a peer flow (hot standby) stays the
+ * peer's: an event or a dump that shows it does not make it ours. */
 static const struct flow *
 flow_learned(struct uplinkd *d, const struct flow *f)
 {
 	struct flow copy = *f;
 	const struct flow *old = flows_lookup(d->flows, &f->key);
 	uint32_t now = uplinkd_now_s(d);
+
+	if (old != NULL && old->origin == FLOW_PEER)
+		return NULL;
 
 	copy.created = old ? old->created : now;
 	copy.updated = now;

@@ -238,6 +238,16 @@ PY
 ok $? "the hostile clients changed 0 entries in gw2's cache ($(compare))"
 ok $r "the pair is back in sync"
 
+# --- a reload on the standby relearns its kernel from a dump: the kernel's
+# copies of gw1's flows (hot standby) must stay gw1's ---
+p_before=$(peer)
+kill -HUP "$(cat "$LAB_DIR/uplinkd-gw2.pid")"
+lab_wait_for "grep -q 'configuration reloaded' $LAB_DIR/uplinkd-gw2.log" 10
+sleep 1
+own2=$(jget gw2 'd["flows"]["own"]' status)
+ok "$([ "${own2:-1}" -eq 0 ] && [ "$(peer)" -eq "$p_before" ] && echo 0 || echo 1)" \
+	"after a reload gw2 still holds gw1's $p_before flows as gw1's (own $own2, peer $(peer))"
+
 # --- operator's resync ---
 before=$(jget gw1 'd["sync"]["bulks_sent"]' sync)
 lab_uplinkctl gw1 sync --resync >/dev/null
