@@ -9,17 +9,23 @@ query, so a poll costs about 0.1 ms):
               request 21 (STATS, what `conntrackd -s` prints): fields
               internal, external ("current active connections" of each
               cache), udp_rx (sync datagrams received)
+  kernel      field kernel: nf_conntrack_count of the network namespace
+              the script runs in (run it with `ip netns exec`); needs no
+              socket
 
 Commands:
-  count  --uplinkd|--conntrackd SOCK --field F
+  count  [--uplinkd|--conntrackd SOCK] --field F
          prints the value
   wait   ... --field F --target N --timeout S [--interval-ms MS]
          polls until value >= N; prints "t_us=... value=..."; exit 1 on timeout
-  poll   ... --field F --target N --timeout S --out FILE [--interval-us US]
-         like wait, but writes every poll as "T_US VALUE" (CLOCK_MONOTONIC at
-         the reply, i.e. a time by which the value was reached)
-  lag    --stamps FILE --polls FILE --base B
-         per-entry lag from ctgen --stamps and a poll file (see below)
+  poll   ... --field F[,F2...] --target N --timeout S --out FILE
+         [--interval-us US] [--linger S]
+         like wait, but writes every poll as "T_US V1 [V2...]" (CLOCK_MONOTONIC
+         at the reply, i.e. a time by which the values were reached); stops
+         when all fields are >= N, or LINGER s after the first one is
+  lag    --stamps FILE --polls FILE --base B [--column K]
+         per-entry lag from ctgen --stamps and a poll file (see below);
+         K (1-based) picks the field
 
 The lag of entry i (0-based in the stream) is  a_i - e_i  where e_i is the
 time ctgen sent the batch holding entry i (its NEW event fires inside that
@@ -93,38 +99,55 @@ def conntrackd_query(path):
     return out
 
 
+def kernel_count():
+    with open("/proc/sys/net/netfilter/nf_conntrack_count") as f:
+        return int(f.read())
+
+
 def make_query(args):
-    if args.uplinkd:
-        path, fn = args.uplinkd, uplinkd_query
-    else:
-        path, fn = args.conntrackd, conntrackd_query
+    """A function returning the values of args.field (comma-separated)."""
+    fields = args.field.split(",")
+    daemon = [f for f in fields if f != "kernel"]
+    fn = path = None
+    if daemon:
+        if args.uplinkd:
+            path, fn = args.uplinkd, uplinkd_query
+        elif args.conntrackd:
+            path, fn = args.conntrackd, conntrackd_query
+        else:
+            raise SystemExit("field %s needs --uplinkd or --conntrackd" % daemon[0])
 
     def q():
-        return fn(path)[args.field]
+        d = fn(path) if fn else {}
+        return [kernel_count() if f == "kernel" else d[f] for f in fields]
     return q
 
 
 def cmd_count(args):
-    print(make_query(args)())
+    print(make_query(args)()[0])
 
 
-def poll_loop(args, interval_s, out=None):
+def poll_loop(args, interval_s, out=None, linger=0.0):
     q = make_query(args)
     deadline = time.monotonic() + args.timeout
-    v = -1
+    first_done = None
     while True:
         try:
             v = q()
         except (OSError, KeyError, ValueError):
-            v = -1		# daemon restarting or busy: try again
+            v = [-1] * len(args.field.split(","))	# restarting or busy: again
         t = now_us()
         if out is not None:
-            out.write("%d %d\n" % (t, v))
+            out.write("%d %s\n" % (t, " ".join(str(x) for x in v)))
             out.flush()
-        if v >= args.target:
-            return t, v, True
+        if min(v) >= args.target:
+            return t, v[0], True
+        if v[0] >= args.target and first_done is None:
+            first_done = time.monotonic()
+        if first_done is not None and time.monotonic() - first_done >= linger:
+            return t, v[0], True
         if time.monotonic() >= deadline:
-            return t, v, False
+            return t, v[0], False
         time.sleep(interval_s)
 
 
@@ -136,7 +159,7 @@ def cmd_wait(args):
 
 def cmd_poll(args):
     with open(args.out, "w") as out:
-        t, v, ok = poll_loop(args, args.interval_us / 1e6, out)
+        t, v, ok = poll_loop(args, args.interval_us / 1e6, out, args.linger)
     return 0 if ok else 1
 
 
@@ -149,7 +172,10 @@ def cmd_lag(args):
     for line in open(args.stamps):
         first, count, t = (int(x) for x in line.split())
         ev.extend([t] * count)
-    polls = [tuple(int(x) for x in line.split()) for line in open(args.polls)]
+    polls = []
+    for line in open(args.polls):
+        v = line.split()
+        polls.append((int(v[0]), int(v[args.column])))
     lags, j = [], 0
     for i, e in enumerate(ev):
         need = args.base + i + 1
@@ -178,7 +204,7 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("count", "wait", "poll"):
         p = sub.add_parser(name)
-        g = p.add_mutually_exclusive_group(required=True)
+        g = p.add_mutually_exclusive_group()
         g.add_argument("--uplinkd", metavar="SOCK")
         g.add_argument("--conntrackd", metavar="SOCK")
         p.add_argument("--field", required=True)
@@ -190,10 +216,12 @@ def main():
         if name == "poll":
             p.add_argument("--out", required=True)
             p.add_argument("--interval-us", type=float, default=1000)
+            p.add_argument("--linger", type=float, default=0)
     p = sub.add_parser("lag")
     p.add_argument("--stamps", required=True)
     p.add_argument("--polls", required=True)
     p.add_argument("--base", type=int, default=0)
+    p.add_argument("--column", type=int, default=1)
     args = ap.parse_args()
     return {"count": cmd_count, "wait": cmd_wait, "poll": cmd_poll, "lag": cmd_lag}[args.cmd](args) or 0
 
