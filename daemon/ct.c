@@ -598,8 +598,8 @@ ct_write_flush(struct ct *ct)
 		ct->wr_items[ct->wr_n - 1].op = CT_OP_DONE;
 		ct->wr_len += (size_t)n;
 	}
-	nretry = ct_write_send(ct, retry);
-	(void)nretry;
+	/* Second halves produce no further retries. */
+	ct_write_send(ct, retry);
 }
 
 void

@@ -1245,13 +1245,8 @@ session_destroy(struct session *s)
 {
 	if (s == NULL)
 		return;
-	/* The channel reports DOWN while it goes: nothing may be sent then. */
-	if (s->ch != NULL) {
-		struct channel *ch = s->ch;
-
-		channel_destroy(ch);
-		s->ch = NULL;
-	}
+	/* channel_destroy() reports nothing back: the session goes quietly. */
+	channel_destroy(s->ch);
 	ev_hook_del(s->loop, session_flush, s);
 	ev_timer_del(s->loop, s->tick);
 	ev_timer_del(s->loop, s->expiry);

@@ -79,6 +79,7 @@
 #   lab_uplinkd_config gwN [ALGO] [WA] [WB] / lab_uplinkd_start gwN / lab_uplinkctl gwN ARGS...
 #   lab_uplinkd_sync gwN             add the sync section (certificates in $LAB_DIR/pki)
 #   lab_keepalived_config gwN PRIO [preempt|nopreempt] / lab_keepalived_start gwN
+#   lab_jget gwN EXPR CMD...        a value out of `uplinkctl --json CMD`
 #   lab_labtraffic                  prints the path of the labtraffic binary
 
 LAB_PREFIX=${LAB_PREFIX:-ul}
@@ -575,6 +576,15 @@ lab_uplinkctl() {
 	local gw=${1:?usage: lab_uplinkctl gwN ARGS...}
 	shift
 	"$UPLINKD_BUILD/uplinkctl" -s "$LAB_DIR/$gw.sock" "$@"
+}
+
+# lab_jget gwN EXPR CMD...: the value of the Python expression EXPR over
+# `uplinkctl --json CMD` on gwN, whose answer is d (empty when unreachable).
+lab_jget() {
+	local gw=${1:?usage: lab_jget gwN EXPR CMD...} expr=${2:?expression}
+	shift 2
+	lab_uplinkctl "$gw" --json "$@" 2>/dev/null |
+		python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$expr"
 }
 
 # The traffic tool: the build directory first, then the source tree.

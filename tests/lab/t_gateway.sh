@@ -13,12 +13,8 @@ SNAT_A=198.51.100.10
 SNAT_B=203.0.113.10
 SRV=192.0.2.10
 
-n=0
-ok() {
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
-}
-diag() { echo "# $*"; }
+# shellcheck source=tests/lab/tap.sh
+. "$top/tests/lab/tap.sh"
 cleanup() {
 	lab_stop long >/dev/null 2>&1
 	lab_stop server >/dev/null 2>&1
@@ -30,12 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A value out of `uplinkctl --json CMD`: jget 'd["providers"][0]["state"]' CMD...
-jget() {
-	local expr=$1
-	shift
-	lab_uplinkctl gw1 --json "$@" 2>/dev/null |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$expr"
-}
+jget() { lab_jget gw1 "$@"; }
 provider_state() { jget "[p['state'] for p in d['providers'] if p['name']=='$1'][0]" status; }
 
 # Server report lines for TCP ids in [lo, hi): prints "A B OTHER".

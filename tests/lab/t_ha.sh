@@ -22,12 +22,8 @@ TCP_CONNS=${TCP_CONNS:-500}
 UDP_FLOWS=${UDP_FLOWS:-100}
 MODES=${*:-graceful kill link node gap}
 
-n=0
-ok() {
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
-}
-diag() { echo "# $*"; }
+# shellcheck source=tests/lab/tap.sh
+. "$top/tests/lab/tap.sh"
 cleanup() {
 	# The daemons' logs outlive the lab, for a failed run's post-mortem.
 	mkdir -p "$top/_build/t_ha"
@@ -43,12 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-jget() {
-	local gw=$1 expr=$2
-	shift 2
-	lab_uplinkctl "$gw" --json "$@" 2>/dev/null |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$expr"
-}
+jget() { lab_jget "$@"; }
 role() { jget "$1" 'd["role"]' status; }
 holds_vip() { lab_exec "$1" ip -br addr show lan0 | grep -q ' 10\.0\.0\.1/24'; }
 in_sync() { [ "$(jget "$1" 'd["in_sync"]' status)" = True ]; }

@@ -15,12 +15,8 @@ SRV=192.0.2.10
 PKI=$LAB_DIR/pki
 SYNC2=10.255.0.2:7410
 
-n=0
-ok() {
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
-}
-diag() { echo "# $*"; }
+# shellcheck source=tests/lab/tap.sh
+. "$top/tests/lab/tap.sh"
 cleanup() {
 	lab_stop long >/dev/null 2>&1
 	lab_stop server >/dev/null 2>&1
@@ -31,13 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# jget GW EXPR CMD...: a value out of `uplinkctl --json CMD` on GW.
-jget() {
-	local gw=$1 expr=$2
-	shift 2
-	lab_uplinkctl "$gw" --json "$@" 2>/dev/null |
-		python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$expr"
-}
+jget() { lab_jget "$@"; }
 in_sync() { [ "$(jget "$1" 'd["in_sync"]' status)" = True ]; }
 both_in_sync() { in_sync gw1 && in_sync gw2; }
 own() { jget gw1 'd["flows"]["own"]' status; }

@@ -38,9 +38,7 @@ static struct node gw2 = { .name = "gw2", .peer = "gw1" };
 static int64_t
 wait_tick(void *data)
 {
-	int64_t *deadline = data;
-
-	(void)deadline;
+	(void)data;
 	ev_stop(loop);
 	return EV_TIMER_STOP;
 }
