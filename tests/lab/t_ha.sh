@@ -8,7 +8,12 @@
 # back and checks the failback the same way.  TAP output; outcomes, not
 # speed (the takeover times are printed).
 #
-# Usage: t_ha.sh [MODE...]   modes: graceful kill link node gap (default: all)
+# Each drill is `uplinkctl drill` through tests/lab/drill.sh; the checks
+# read its JSON report and the server's view of the connections.
+#
+# Usage: t_ha.sh [MODE...]   modes: graceful kill link node sync-cut gap
+#   (default: all; then, unless STALE=0, a node failure while the standby
+#   is out of sync, which the drill must report flow by flow)
 #   gap: graceful, after the standby's kernel lost its copy of every flow
 #   (what the takeover check and the NFQUEUE safety net must repair)
 set -u
@@ -20,7 +25,7 @@ LT=$(lab_labtraffic) || { echo "Bail out! labtraffic not built"; exit 1; }
 SRV=192.0.2.10
 TCP_CONNS=${TCP_CONNS:-500}
 UDP_FLOWS=${UDP_FLOWS:-100}
-MODES=${*:-graceful kill link node gap}
+MODES=${*:-graceful kill link node sync-cut gap}
 
 # shellcheck source=tests/lab/tap.sh
 . "$top/tests/lab/tap.sh"
@@ -28,8 +33,7 @@ cleanup() {
 	# The daemons' logs outlive the lab, for a failed run's post-mortem.
 	mkdir -p "$top/_build/t_ha"
 	cp "$LAB_DIR"/uplinkd-gw*.log "$LAB_DIR"/keepalived-gw*.log "$top/_build/t_ha/" 2>/dev/null
-	lab_stop long >/dev/null 2>&1
-	lab_stop server >/dev/null 2>&1
+	for p in long late server late-server; do lab_stop "$p" >/dev/null 2>&1; done
 	for gw in gw1 gw2; do
 		lab_stop "keepalived-$gw" >/dev/null 2>&1
 		lab_stop "uplinkd-$gw" >/dev/null 2>&1
@@ -135,64 +139,110 @@ lab_wait_for "[ \$(kernel_flows gw2) -ge $want ]" 30
 ok $? "... and holds them in its kernel (hot standby: $(kernel_flows gw2) entries)"
 check_flows "before any failure"
 
-fail_gw1() {
-	case $1 in
-	graceful) lab_stop keepalived-gw1 ;;
-	gap)
-		lab_exec gw2 conntrack -D --mark 256 >/dev/null 2>&1
-		lab_exec gw2 conntrack -D --mark 512 >/dev/null 2>&1
-		diag "gap: gw2's kernel holds $(kernel_flows gw2) of the flows now"
-		lab_stop keepalived-gw1
-		;;
-	kill) kill -9 "$(cat "$LAB_DIR/uplinkd-gw1.pid")" ;;
-	link) lab_exec gw1 ip link set lan0 down ;;
-	node)
-		# A node that vanished: every process gone at once, its links
-		# dead.  (keepalived killed with SIGKILL keeps its addresses.)
-		kill -9 "$(cat "$LAB_DIR/keepalived-gw1.vrrp.pid")" "$(cat "$LAB_DIR/keepalived-gw1.pid")" \
-			"$(cat "$LAB_DIR/uplinkd-gw1.pid")" 2>/dev/null
-		for ifn in lan0 wan0 wan1 sync0; do lab_exec gw1 ip link set "$ifn" down; done
-		;;
-	esac
+# A value of a drill report: dj FILE PYTHON-EXPR (the report is d).
+dj() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# drill MODE [OPTIONS]: tests/lab/drill.sh with --json, the report in
+# $LAB_DIR/drill-MODE.json, its progress in the TAP output.
+drill() {
+	local mode=$1 rc
+	shift
+	bash "$top/tests/lab/drill.sh" --mode "$mode" --json --timeout 30 "$@" \
+		>"$LAB_DIR/drill-$mode.json" 2>"$LAB_DIR/drill-$mode.err"
+	rc=$?
+	sed 's/^/# /' "$LAB_DIR/drill-$mode.err"
+	return $rc
 }
-restore_gw1() {
-	case $1 in
-	graceful | gap) lab_keepalived_start gw1 ;;
-	kill) lab_uplinkd_start gw1 ;;
-	link) lab_exec gw1 ip link set lan0 up ;;
-	node)
-		# It reboots: no addresses, no connections, no daemons.
-		lab_stop keepalived-gw1
-		lab_stop uplinkd-gw1
-		lab_vip_del gw1
-		lab_exec gw1 conntrack -F >/dev/null 2>&1
-		for ifn in lan0 wan0 wan1 sync0; do lab_exec gw1 ip link set "$ifn" up; done
-		lab_uplinkd_start gw1
-		lab_wait_for "lab_uplinkctl gw1 status" 20
-		lab_keepalived_start gw1
-		;;
-	esac
+
+# The checks every failover drill passes, from its report: it passed,
+# gw2 took over with every flow, gw1 took them back.
+check_drill() {
+	local mode=$1 rc=$2 f=$LAB_DIR/drill-$1.json
+	ok "$rc" "$mode: uplinkctl drill passed ($(dj "$f" 'd["verdict"]'))"
+	ok "$([ "$(dj "$f" 'd["failover"]["to"], d["failover"]["flows_lost"], d["failover"]["flows_before"] >= '"$want"'')" = "('gw2', 0, True)" ] && echo 0 || echo 1)" \
+		"$mode: gw2 took over with all of gw1's flows ($(dj "$f" '"%(flows_carried)s of %(flows_before)s carried in %(takeover_ms)s ms" % d["failover"]'))"
+	diag "$mode: gw2's check of the adopted flows: $(dj "$f" 'd["failover"]["inject"]')"
+	diag "$mode: traffic after the failover: $(dj "$f" 'd["failover"]["traffic"]')"
+	ok "$([ "$(dj "$f" 'd["failback"] and (d["failback"]["to"], d["failback"]["flows_lost"])')" = "('gw1', 0)" ] && echo 0 || echo 1)" \
+		"$mode: gw1 took them back (preempt) ($(dj "$f" 'd["failback"] and "%(flows_carried)s of %(flows_before)s carried in %(takeover_ms)s ms" % d["failback"]'))"
+	lab_wait_for "holds_vip gw1 && ! holds_vip gw2" 10
+	ok $? "$mode: gw1 holds the addresses again, gw2 none"
 }
 
 for mode in $MODES; do
 	diag "--- drill: $mode ---"
-	fail_gw1 "$mode"
-	took=$(wait_master gw2 gw1 "$([ "$mode" = node ] && echo dead)")
-	ok $? "$mode: gw2 takes over ($took s from the failure to VIPs and role)"
-	check_flows "$mode, on gw2"
-	if [ "$mode" = gap ]; then
-		rep=$(jget gw2 '(d["queue"]["safety_net"], d["kernel_writes"]["created"])' status)
-		diag "gap: gw2 rewrote the missing entries (safety net, created by the takeover check): $rep"
-		ok "$([ "$(kernel_flows gw2)" -ge "$want" ] && echo 0 || echo 1)" \
-			"gap: gw2's kernel has every flow again ($(kernel_flows gw2))"
-	fi
-	restore_gw1 "$mode"
+	case $mode in
+	gap)
+		# What the takeover check and the NFQUEUE safety net must
+		# repair: the standby's kernel lost its copy of every flow.
+		lab_exec gw2 conntrack -D --mark 256 >/dev/null 2>&1
+		lab_exec gw2 conntrack -D --mark 512 >/dev/null 2>&1
+		diag "gap: gw2's kernel holds $(kernel_flows gw2) of the flows now"
+		drill graceful
+		rc=$?
+		cp "$LAB_DIR/drill-graceful.json" "$LAB_DIR/drill-gap.json"
+		check_drill gap $rc
+		rep=$(dj "$LAB_DIR/drill-gap.json" 'd["failover"]["inject"]')
+		diag "gap: gw2 rewrote the missing entries: $rep"
+		ok "$([ "$(dj "$LAB_DIR/drill-gap.json" 'd["failover"]["inject"]["created"] >= '"$want"'')" = True ] && echo 0 || echo 1)" \
+			"gap: gw2's takeover check created the $want missing entries"
+		;;
+	sync-cut)
+		drill sync-cut --watch 5
+		rc=$?
+		f=$LAB_DIR/drill-sync-cut.json
+		ok $rc "sync-cut: uplinkctl drill passed ($(dj "$f" 'd["verdict"]'))"
+		ok "$([ "$(dj "$f" '(d["failover"]["takeover_ms"], d["failover"]["flows_lost"], d["failover"]["flows_before"] >= '"$want"')')" = "(None, 0, True)" ] && echo 0 || echo 1)" \
+			"sync-cut: no failover, and after the heal gw2 holds all of gw1's flows ($(dj "$f" 'd["failover"]["flows_carried"]'))"
+		holds_vip gw1 && ! holds_vip gw2
+		ok $? "sync-cut: gw1 kept the addresses"
+		;;
+	*)
+		drill "$mode"
+		check_drill "$mode" $?
+		;;
+	esac
+	check_flows "after the $mode drill"
 	lab_wait_for "in_sync gw1 && in_sync gw2" 60
-	ok $? "$mode: gw1 is back and in sync"
-	took=$(wait_master gw1 gw2)
-	ok $? "$mode: gw1 takes the addresses back (preempt; $took s)"
-	check_flows "$mode, back on gw1"
+	ok $? "$mode: the pair is in sync again"
 done
+
+if [ "${STALE:-1}" != 0 ]; then
+	# The standby is out of sync when the active node dies for good: the
+	# sync link is cut, new connections start on gw1, then gw1 vanishes.
+	# gw2 must take over anyway (nobody else is left) and the drill must
+	# name exactly the flows it could not carry: the new ones.
+	diag "--- drill: node, with the standby out of sync ---"
+	LATE=10
+	lab_start_bg srv late-server "$LT" server --tcp 5003 --udp 5004 \
+		--report "$LAB_DIR/late-server.report" --deadline 600
+	lab_wait_for "lab_exec srv ss -ltn | grep -q :5003" 10
+	lab_exec gw1 ip link set sync0 down
+	lab_wait_for "[ \"\$(jget gw2 'd[\"sync\"][\"state\"]' status)\" != connected ]" 10
+	lab_wait_for "[ \"\$(jget gw2 'd[\"ha\"][\"ready\"]' status)\" = False ]" 5
+	ok $? "a backup that lost the sync link says it is not ready ($(jget gw2 'd["ha"]["not_ready_because"]' status))"
+	lab_start_bg client late "$LT" long --to "$SRV:5003" --conns $LATE --udp-flows 0 \
+		--udp-port 5004 --rate 4 --until-file "$LAB_DIR/stop-late" --id-base 5001 --deadline 600
+	late_flows() { lab_uplinkctl gw1 --json flows --limit 100000 |
+		python3 -c 'import json, sys; print(sum(f["dport"] == 5003 for f in json.load(sys.stdin)["flows"]))'; }
+	lab_wait_for "[ \$(late_flows) -ge $LATE ]" 20
+	ok $? "gw1 has the $LATE new connections the standby does not know ($(late_flows))"
+	drill node --force --timeout 40
+	rc=$?
+	f=$LAB_DIR/drill-node.json
+	ok "$([ $rc = 1 ] && [ "$(dj "$f" 'd["passed"]')" = False ] && echo 0 || echo 1)" \
+		"the drill fails: $(dj "$f" 'd["verdict"]')"
+	ok "$([ "$(dj "$f" '(d["failover"]["to"], d["failover"]["flows_lost"], sorted(set(l["flow"].split(":")[-1] for l in d["failover"]["lost"])))')" = "('gw2', $LATE, ['5003'])" ] && echo 0 || echo 1)" \
+		"gw2 took over and the report names exactly the $LATE flows it could not carry: $(dj "$f" '[l["flow"] for l in d["failover"]["lost"]][:3]') ..."
+	ok "$([ "$(dj "$f" 'd["failover"]["flows_carried"] >= '"$want"'')" = True ] && echo 0 || echo 1)" \
+		"... and carried the $want it had ($(dj "$f" 'd["failover"]["flows_carried"]'))"
+	check_flows "after the out-of-sync failure"
+	touch "$LAB_DIR/stop-late"
+	lab_wait_for "in_sync gw1 && in_sync gw2" 60
+	ok $? "the pair is in sync again"
+	lab_stop late >/dev/null 2>&1
+	lab_stop late-server >/dev/null 2>&1
+fi
 
 touch "$LAB_DIR/stop-long"
 lab_wait_for "! kill -0 $(cat "$LAB_DIR/long.pid") 2>/dev/null" 30
