@@ -347,13 +347,17 @@ verify_done(struct uplinkd *d)
 
 	ct_write_flush(d->ct);
 	ct_get_write_stats(d->ct, &w);
+	d->takeover.checked = true;
+	d->takeover.check_ms = (double)(ev_clock_us() - d->verify_start_us) / 1000;
+	d->takeover.present = w.updated - d->verify_base.updated;
+	d->takeover.created = w.created - d->verify_base.created;
+	d->takeover.conflicts = w.conflicts - d->verify_base.conflicts;
+	d->takeover.failed = w.failed - d->verify_base.failed;
 	log_info("takeover: %zu adopted flows checked in the kernel in %.1f ms: %llu were there "
 	    "(hot standby), %llu created, %llu NAT conflicts, %llu failed",
-	    d->nverify, (double)(ev_clock_us() - d->verify_start_us) / 1000,
-	    (unsigned long long)(w.updated - d->verify_base.updated),
-	    (unsigned long long)(w.created - d->verify_base.created),
-	    (unsigned long long)(w.conflicts - d->verify_base.conflicts),
-	    (unsigned long long)(w.failed - d->verify_base.failed));
+	    d->nverify, d->takeover.check_ms, (unsigned long long)d->takeover.present,
+	    (unsigned long long)d->takeover.created, (unsigned long long)d->takeover.conflicts,
+	    (unsigned long long)d->takeover.failed);
 	free(d->verify);
 	d->verify = NULL;
 	d->nverify = d->verify_pos = 0;
@@ -411,10 +415,14 @@ role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
 		n = flows_adopt(d->flows, FLOW_PEER, FLOW_OWN, collect_adopted, d);
 		log_info("takeover: adopted the peer's %zu flows (%zu own before)", n,
 		    flows_count_origin(d->flows, FLOW_OWN) - n);
+		memset(&d->takeover, 0, sizeof(d->takeover));
+		d->takeover.at_ms = ev_now_ms(d->loop);
+		d->takeover.adopted = n;
 		if (d->verify != NULL && d->nverify == 0) {
 			free(d->verify);
 			d->verify = NULL;
 		}
+		d->takeover.checked = d->verify == NULL;
 		session_resync(d->session);
 	} else if (role == HA_BACKUP && old != HA_BACKUP) {
 		/* No bulk now: ours would be empty, and a peer that is not
@@ -453,10 +461,9 @@ usable_count(const struct uplinkd *d)
 	return n;
 }
 
-static int64_t
-on_ha_timer(void *data)
+static void
+ha_evaluate(struct uplinkd *d)
 {
-	struct uplinkd *d = data;
 	struct ha_inputs in = { .peer_configured = d->session != NULL };
 
 	if (d->session != NULL) {
@@ -470,7 +477,59 @@ on_ha_timer(void *data)
 	}
 	in.usable_own = usable_count(d);
 	ha_update(d->ha, &in, ev_now_ms(d->loop));
+}
+
+static int64_t
+on_ha_timer(void *data)
+{
+	ha_evaluate(data);
 	return UPLINKD_HA_TICK_MS;
+}
+
+/*
+ * The daemon's part of `uplinkctl drill` (the drill itself runs in
+ * uplinkctl): "step-down SECONDS" makes keepalived release this node's
+ * addresses for at most that long, "step-up" ends it early.
+ */
+#define UPLINKD_STEP_DOWN_MAX_S 3600
+
+static enum ctl_status
+ctl_drill(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
+    void *data)
+{
+	struct uplinkd *d = data;
+	int64_t now = ev_now_ms(d->loop);
+	unsigned long secs = 0;
+	char *end;
+
+	if (req->argc == 2 && strcmp(req->argv[0], "step-down") == 0) {
+		errno = 0;
+		secs = strtoul(req->argv[1], &end, 10);
+		if (errno || *end || req->argv[1][0] == '\0' || req->argv[1][0] == '-' ||
+		    secs == 0 || secs > UPLINKD_STEP_DOWN_MAX_S) {
+			snprintf(err, errlen, "step-down: \"%s\" is not a number of seconds "
+			    "(1..%d)", req->argv[1], UPLINKD_STEP_DOWN_MAX_S);
+			return CTL_USAGE;
+		}
+		if (!d->cfg->has_sync) {
+			snprintf(err, errlen, "no sync peer configured: nobody to step down for");
+			return CTL_FAILED;
+		}
+		ha_step_down(d->ha, now + (int64_t)secs * 1000);
+		log_info("drill: stepping down for at most %lu s (role %s)", secs,
+		    ha_role_name(ha_role(d->ha)));
+	} else if (req->argc == 1 && strcmp(req->argv[0], "step-up") == 0) {
+		if (ha_step_down_until(d->ha, now) != 0)
+			log_info("drill: step-down ended");
+		ha_step_down(d->ha, 0);
+	} else {
+		snprintf(err, errlen, "expected \"step-down SECONDS\" or \"step-up\"");
+		return CTL_USAGE;
+	}
+	ha_evaluate(d);
+	emit_str(out, "role", ha_role_name(ha_role(d->ha)));
+	emit_u64(out, "step_down_s", secs);
+	return CTL_OK;
 }
 
 /* The peer's flows mirrored into our kernel as they come (hot standby). */
@@ -707,6 +766,7 @@ run(struct uplinkd *d)
 	ctl_register(d->ctl, CTL_DRAIN, ctl_drain, d);
 	ctl_register(d->ctl, CTL_UNDRAIN, ctl_drain, d);
 	ctl_register(d->ctl, CTL_HA, ctl_ha, d);
+	ctl_register(d->ctl, CTL_DRILL, ctl_drill, d);
 	ctl_register(d->ctl, CTL_RELOAD, ctl_reload, d);
 	report_register(d);
 	log_info("node %s running: %zu providers, %s, queues %u..%u, %ld existing flows",

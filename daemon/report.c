@@ -72,6 +72,29 @@ report_in_sync(const struct uplinkd *d)
 	return d->session == NULL || session_in_sync(d->session);
 }
 
+/* The last takeover: when, how many flows, and the kernel check. */
+static void
+report_takeover(const struct uplinkd *d, struct emit *out)
+{
+	if (d->takeover.at_ms == 0) {
+		emit_null(out, "takeover");
+		return;
+	}
+	emit_object_begin(out, "takeover");
+	emit_double(out, "age_s", (double)(ev_now_ms(d->loop) - d->takeover.at_ms) / 1000, 1);
+	emit_u64(out, "adopted", d->takeover.adopted);
+	emit_bool(out, "checked", d->takeover.checked);
+	if (d->takeover.checked)
+		emit_double(out, "check_ms", d->takeover.check_ms, 1);
+	else
+		emit_null(out, "check_ms");
+	emit_u64(out, "present", d->takeover.present);
+	emit_u64(out, "created", d->takeover.created);
+	emit_u64(out, "conflicts", d->takeover.conflicts);
+	emit_u64(out, "failed", d->takeover.failed);
+	emit_object_end(out);
+}
+
 static enum ctl_status
 report_status(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
     void *data)
@@ -86,6 +109,7 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 	queue_get_stats(d->queue, &qs);
 	emit_str(out, "node", d->cfg->node);
 	ha_report(d->ha, out, ev_now_ms(d->loop), true);
+	report_takeover(d, out);
 	emit_bool(out, "in_sync", report_in_sync(d));
 	emit_str(out, "algorithm", config_algorithm_name(d->cfg->balance.algorithm));
 	emit_bool(out, "degraded", sched_degraded(d->sched));

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "drill.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -39,6 +41,7 @@ struct request_args {
 	char *argv[CTL_MAX_ARGS];
 	char limit[24];		/* normalised --limit value */
 	char state[8];		/* normalised ha state */
+	struct drill_opts drill;	/* drill runs here, not in the daemon */
 };
 
 enum parse_result {
@@ -365,28 +368,132 @@ static enum parse_result
 parse_drill(const struct command *cmd, int argc, char **argv,
     struct request_args *out, bool *json)
 {
-	size_t bytes = 0;
+	static const struct {
+		const char *name;
+		size_t offset;
+		unsigned min, max;
+	} secs_opts[] = {
+		{ "--timeout", offsetof(struct drill_opts, timeout_s), 1, 3600 },
+		{ "--settle", offsetof(struct drill_opts, settle_s), 0, 3600 },
+		{ "--watch", offsetof(struct drill_opts, watch_s), 1, 3600 },
+		{ "--hold", offsetof(struct drill_opts, hold_s), 0, 3600 },
+	};
+	static const struct {
+		const char *name;
+		size_t offset;
+	} str_opts[] = {
+		{ "--peer-socket", offsetof(struct drill_opts, peer_socket) },
+		{ "--fail-cmd", offsetof(struct drill_opts, fail_cmd) },
+		{ "--restore-cmd", offsetof(struct drill_opts, restore_cmd) },
+		{ "--traffic-cmd", offsetof(struct drill_opts, traffic_cmd) },
+	};
+	struct drill_opts *o = &out->drill;
+	bool have_mode = false;
 
-	(void)json;
-	/* Everything else belongs to the drill, including options. */
-	if (argc > 0 && is_help(argv[0])) {
-		command_help(cmd);
-		return PARSE_HELP;
-	}
-	if (argc > CTL_MAX_ARGS) {
-		usage_error(cmd, "too many arguments (%d, at most %d)", argc,
-		    CTL_MAX_ARGS);
+	o->timeout_s = 30;
+	o->settle_s = 5;
+	o->watch_s = 5;
+	o->failback = true;
+	for (int i = 0; i < argc; i++) {
+		const char *v;
+		bool matched = false;
+		int rc;
+
+		if (is_help(argv[i])) {
+			command_help(cmd);
+			return PARSE_HELP;
+		}
+		if (is_json(argv[i])) {
+			*json = true;
+			continue;
+		}
+		if (strcmp(argv[i], "--force") == 0) {
+			o->force = true;
+			continue;
+		}
+		if (strcmp(argv[i], "--no-failback") == 0) {
+			o->failback = false;
+			continue;
+		}
+		if ((rc = option_value(cmd, argc, argv, &i, "--mode", "-m", &v)) == -1)
+			return PARSE_USAGE;
+		if (rc == 1) {
+			if (drill_mode_parse(v, &o->mode) == -1) {
+				usage_error(cmd, "bad mode \"%s\" (graceful, kill, link, node "
+				    "or sync-cut)", v);
+				return PARSE_USAGE;
+			}
+			have_mode = true;
+			continue;
+		}
+		for (size_t k = 0; k < sizeof(str_opts) / sizeof(str_opts[0]) && !matched; k++) {
+			if ((rc = option_value(cmd, argc, argv, &i, str_opts[k].name, NULL,
+			    &v)) == -1)
+				return PARSE_USAGE;
+			if (rc == 1) {
+				if (v[0] == '\0') {
+					usage_error(cmd, "%s: empty value", str_opts[k].name);
+					return PARSE_USAGE;
+				}
+				*(const char **)((char *)o + str_opts[k].offset) = v;
+				matched = true;
+			}
+		}
+		for (size_t k = 0; k < sizeof(secs_opts) / sizeof(secs_opts[0]) && !matched; k++) {
+			unsigned long n;
+			char *end;
+
+			if ((rc = option_value(cmd, argc, argv, &i, secs_opts[k].name, NULL,
+			    &v)) == -1)
+				return PARSE_USAGE;
+			if (rc == 0)
+				continue;
+			errno = 0;
+			n = strtoul(v, &end, 10);
+			if (errno || *end || v[0] == '\0' || v[0] == '-' ||
+			    n < secs_opts[k].min || n > secs_opts[k].max) {
+				usage_error(cmd, "%s: \"%s\" is not a number of seconds "
+				    "(%u..%u)", secs_opts[k].name, v, secs_opts[k].min,
+				    secs_opts[k].max);
+				return PARSE_USAGE;
+			}
+			*(unsigned *)((char *)o + secs_opts[k].offset) = (unsigned)n;
+			matched = true;
+		}
+		if (matched)
+			continue;
+		usage_error(cmd, "%s \"%s\"", argv[i][0] == '-' ? "unknown option" :
+		    "unexpected argument", argv[i]);
 		return PARSE_USAGE;
 	}
-	for (int i = 0; i < argc; i++) {
-		bytes += strlen(argv[i]) + 1;
-		if (bytes > CTL_MAX_REQUEST) {
-			usage_error(cmd, "arguments longer than %d bytes in all",
-			    CTL_MAX_REQUEST);
-			return PARSE_USAGE;
-		}
-		add_arg(out, argv[i]);
+	if (!have_mode) {
+		usage_error(cmd, "missing --mode");
+		return PARSE_USAGE;
 	}
+	if (o->mode != DRILL_GRACEFUL && o->fail_cmd == NULL) {
+		usage_error(cmd, "--mode %s needs --fail-cmd: uplinkctl cannot kill, unplug or "
+		    "cut another box itself (the lab harness tests/lab/drill.sh supplies the "
+		    "commands)", drill_mode_name(o->mode));
+		return PARSE_USAGE;
+	}
+	if (o->mode == DRILL_GRACEFUL && (o->fail_cmd || o->restore_cmd)) {
+		usage_error(cmd, "--mode graceful steps the active node down itself: no "
+		    "--fail-cmd or --restore-cmd");
+		return PARSE_USAGE;
+	}
+	if (o->mode == DRILL_SYNC_CUT && (o->restore_cmd == NULL || o->peer_socket == NULL)) {
+		usage_error(cmd, "--mode sync-cut needs --restore-cmd (to heal the link) and "
+		    "--peer-socket (the nodes cannot see each other while it is cut)");
+		return PARSE_USAGE;
+	}
+	if (o->mode != DRILL_GRACEFUL && o->peer_socket == NULL) {
+		usage_error(cmd, "--mode %s needs --peer-socket: the failed node cannot report "
+		    "what its peer did", drill_mode_name(o->mode));
+		return PARSE_USAGE;
+	}
+	/* Without a way back there is no failback leg to check. */
+	if (o->mode != DRILL_GRACEFUL && o->restore_cmd == NULL)
+		o->failback = false;
 	return PARSE_OK;
 }
 
@@ -474,13 +581,80 @@ static const struct command commands[] = {
 		NULL, parse_none,
 	},
 	{
-		"drill", CTL_DRILL, "run a failover drill",
-		"drill [ARGS...]",
-		"    Runs a failover drill in the daemon.  The arguments are passed\n"
-		"    to the daemon as they are (at most 32); see the HA\n"
-		"    documentation for the drills it knows.  Only --help as the\n"
-		"    first argument is read by uplinkctl itself.\n",
-		NULL, parse_drill,
+		"drill", CTL_DRILL, "run a failover drill and report",
+		"drill --mode MODE [OPTIONS]",
+		"    Fails the active node of the pair on purpose and checks the\n"
+		"    product's promise: the standby becomes master and carries every\n"
+		"    connection of the failed node with the same provider and the\n"
+		"    same translated source address and port.  Then, when the old\n"
+		"    node comes back and VRRP preempt gives it the addresses again,\n"
+		"    the same check the other way round (the failback).\n"
+		"\n"
+		"    The drill runs in uplinkctl and talks to the daemons through\n"
+		"    their control sockets: the one given by -s and, with\n"
+		"    --peer-socket, the peer's.  Without --peer-socket it sees the\n"
+		"    peer through the sync channel (its role from its heartbeats,\n"
+		"    its flows from what it replicates back), which is enough for\n"
+		"    --mode graceful run on the active node.  It refuses to start\n"
+		"    unless exactly one node is master and the pair is in sync.\n"
+		"\n"
+		"    Modes:\n"
+		"      graceful  the active node steps down: uplinkd puts keepalived\n"
+		"                into FAULT through its track file, keepalived\n"
+		"                releases the addresses and the standby takes them\n"
+		"                at once.  The step-down ends after the takeover was\n"
+		"                checked (and --hold), or by itself at the latest\n"
+		"                after every wait the drill could make.\n"
+		"      kill, link, node\n"
+		"                --fail-cmd fails the active node (kill -9 of uplinkd\n"
+		"                and keepalived, its LAN link cut, every link cut);\n"
+		"                --restore-cmd brings it back for the failback leg.\n"
+		"      sync-cut  --fail-cmd cuts only the sync link: for --watch\n"
+		"                seconds no role may change; after --restore-cmd the\n"
+		"                pair must be in sync again, with every flow of the\n"
+		"                active node on the standby.\n"
+		"    The commands run with sh -c and DRILL_MODE, DRILL_ACTIVE and\n"
+		"    DRILL_STANDBY (node names) in their environment; the lab\n"
+		"    harness tests/lab/drill.sh supplies them for the namespace lab.\n"
+		"\n"
+		"    The report: the verdict, for each leg the takeover time (from\n"
+		"    the failure to the new node reporting master while the old one\n"
+		"    does not), the flows the old node had, carried, changed\n"
+		"    (another provider or source) and lost (each one listed), the\n"
+		"    new master's check of the adopted flows against its kernel\n"
+		"    (inject: present, created, conflicts, failed, time), the\n"
+		"    traffic generator's view (--traffic-cmd) and the events with\n"
+		"    their times.  Progress goes to stderr as it happens.\n"
+		"    Exit status 0: every flow was carried and nothing broke.\n",
+		"    -m, --mode MODE\n"
+		"        graceful, kill, link, node or sync-cut (required).\n"
+		"    --peer-socket PATH\n"
+		"        The peer's control socket (required except for graceful).\n"
+		"    --fail-cmd CMD, --restore-cmd CMD\n"
+		"        How to fail the active node and bring it back (not for\n"
+		"        graceful).  Without --restore-cmd there is no failback leg.\n"
+		"    --traffic-cmd CMD\n"
+		"        Run after each leg; prints one JSON object (a traffic\n"
+		"        generator's counts), copied into the report.  A \"broken\"\n"
+		"        member above 0 fails the drill.\n"
+		"    --timeout SECONDS\n"
+		"        Bound of each wait (takeover, resync).  Default 30; the\n"
+		"        failback waits twice as long, for a node that restarts.\n"
+		"    --settle SECONDS\n"
+		"        How long after a takeover the flows may take to show on the\n"
+		"        new master before the missing ones count as lost.  Default 5.\n"
+		"    --watch SECONDS\n"
+		"        sync-cut: how long the cut lasts.  Default 5.\n"
+		"    --hold SECONDS\n"
+		"        graceful: stay stepped down this long after the takeover was\n"
+		"        checked.  Default 0.\n"
+		"    --no-failback\n"
+		"        Stop after the failover leg (graceful still ends its\n"
+		"        step-down, but the failback is not checked).\n"
+		"    --force\n"
+		"        Run although the pair is not in sync; the flows the standby\n"
+		"        could not carry are listed in the report.\n",
+		parse_drill,
 	},
 };
 
@@ -607,6 +781,11 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
+	if (cmd->type == CTL_DRILL) {
+		args.drill.socket = socket_path;
+		args.drill.json = json;
+		return drill_run(&args.drill);
+	}
 	if (ctl_call(socket_path, cmd->type, json ? CTL_F_JSON : 0, args.argc,
 	    args.argv, UPLINKCTL_TIMEOUT_MS, &status, &body) == -1) {
 		fprintf(stderr, "uplinkctl: cannot reach uplinkd at %s: %s\n",

@@ -40,6 +40,14 @@ struct uplinkd {
 	size_t nverify, verify_pos;
 	int64_t verify_start_us;
 	struct ct_write_stats verify_base;
+	/* The last takeover, for status and drills. */
+	struct {
+		int64_t at_ms;		/* 0: none yet */
+		size_t adopted;
+		bool checked;		/* the kernel check has finished */
+		double check_ms;
+		uint64_t present, created, conflicts, failed;
+	} takeover;
 	int64_t start_ms;
 	int64_t start_wall_s;
 	bool draining[CFG_MAX_PROVIDERS];

@@ -22,6 +22,7 @@ struct ha {
 	bool written;			/* ... and it does */
 	char why[128];			/* why not ready; "" when ready */
 	bool peer_seen;			/* connected at least once */
+	int64_t step_down_until_ms;	/* a drill's step-down, or 0 */
 	int64_t warned_ms;
 };
 
@@ -166,21 +167,28 @@ void
 ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 {
 	char why[sizeof(ha->why)] = "";
-	int value;
+	int value = 0;
 
 	if (in->peer_connected)
 		ha->peer_seen = true;
-	if (in->peer_configured) {
+	if (ha->step_down_until_ms > now_ms) {
+		snprintf(why, sizeof(why), "stepping down for a failover drill");
+		value = -HA_FAULT;
+	} else if (in->peer_configured) {
 		if (in->peer_connected && !in->in_sync)
 			snprintf(why, sizeof(why), "receiving the peer's flows (bulk not complete)");
 		else if (!in->peer_connected && !ha->peer_seen &&
 		    now_ms - ha->start_ms < HA_GRACE_MS)
 			snprintf(why, sizeof(why), "starting: waiting for the peer's flows");
+		else if (!in->peer_connected && ha->peer_seen && ha->role != HA_MASTER)
+			snprintf(why, sizeof(why), "the sync link is down: the peer's changes "
+			    "since are missing here");
 		else if (in->peer_connected && in->peer_known && in->usable_own < in->usable_peer)
 			snprintf(why, sizeof(why), "%u usable providers here, %u on the peer",
 			    in->usable_own, in->usable_peer);
 	}
-	value = why[0] ? -HA_PENALTY : 0;
+	if (value == 0 && why[0])
+		value = -HA_PENALTY;
 	if (strcmp(why, ha->why) != 0) {
 		if (why[0])
 			log_info("ha: not ready to be master: %s", why);
@@ -199,6 +207,18 @@ ha_ready(const struct ha *ha)
 }
 
 void
+ha_step_down(struct ha *ha, int64_t until_ms)
+{
+	ha->step_down_until_ms = until_ms;
+}
+
+int64_t
+ha_step_down_until(const struct ha *ha, int64_t now_ms)
+{
+	return ha->step_down_until_ms > now_ms ? ha->step_down_until_ms : 0;
+}
+
+void
 ha_report(const struct ha *ha, struct emit *out, int64_t now_ms, bool detail)
 {
 	emit_str(out, "role", ha_role_name(ha->role));
@@ -208,6 +228,10 @@ ha_report(const struct ha *ha, struct emit *out, int64_t now_ms, bool detail)
 	emit_object_begin(out, "ha");
 	emit_bool(out, "ready", ha_ready(ha));
 	emit_str(out, "not_ready_because", ha->why[0] ? ha->why : NULL);
+	if (ha->step_down_until_ms > now_ms)
+		emit_double(out, "step_down_s", (double)(ha->step_down_until_ms - now_ms) / 1000, 1);
+	else
+		emit_null(out, "step_down_s");
 	emit_str(out, "track_file", ha->path);
 	emit_i64(out, "track_value", ha->value);
 	emit_bool(out, "track_written", ha->written);

@@ -11,10 +11,13 @@
  *   -HA_PENALTY    not ready: it lacks state the peer has (a bulk from the
  *                  peer is running, or the daemon has just started and the
  *                  peer has not answered yet: HA_GRACE_MS, and only until
- *                  the first connection), or it has fewer usable providers
- *                  than the peer
- *   -HA_FAULT      the daemon stopped (written at a clean exit); keepalived
- *                  goes to FAULT and releases the addresses
+ *                  the first connection), or it is not master and the sync
+ *                  link went down (whatever the peer changed since is
+ *                  missing here), or it has fewer usable providers than
+ *                  the peer
+ *   -HA_FAULT      the daemon stopped (written at a clean exit), or an
+ *                  operator's drill asked it to step down for a while;
+ *                  keepalived goes to FAULT and releases the addresses
  *
  * This closes the known hole of conntrackd + keepalived pairs, where a node
  * wins VRRP before it has the connection state.  A node whose peer stays
@@ -87,6 +90,13 @@ struct ha_inputs {
 };
 void ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms);
 bool ha_ready(const struct ha *ha);
+
+/* A drill's step-down: -HA_FAULT in the track file until until_ms (a
+ * bound, so that a drill that dies does not leave the node out of the
+ * pair for good); 0 ends it.  Takes effect at the next ha_update. */
+void ha_step_down(struct ha *ha, int64_t until_ms);
+/* The end of a step-down in progress, or 0. */
+int64_t ha_step_down_until(const struct ha *ha, int64_t now_ms);
 
 /* Fields for `status` (role, since) and `ha` detail (track file, value,
  * reason, transitions). */

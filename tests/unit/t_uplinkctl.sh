@@ -95,6 +95,18 @@ usage '--provider given twice' "flows --provider twice" flows -p a -p b
 usage 'unknown option "--force"' "undrain with an unknown option" undrain --force isp-a
 usage 'bad provider name ""' "drain with an empty name" drain ''
 usage 'empty socket path' "empty socket path" -s '' status
+usage 'drill: missing --mode' "drill without a mode" drill
+usage 'bad mode "bogus"' "drill with an unknown mode" drill --mode bogus
+usage '--mode kill needs --fail-cmd' "drill kill without a way to kill" drill -m kill
+usage '--mode sync-cut needs --restore-cmd' "drill sync-cut without a heal" \
+    drill --mode sync-cut --fail-cmd true --peer-socket /x
+usage '--mode link needs --peer-socket' "drill link without the peer's socket" \
+    drill --mode link --fail-cmd true
+usage 'no --fail-cmd or --restore-cmd' "drill graceful with a fail command" \
+    drill --mode graceful --fail-cmd true
+usage '--timeout: "0" is not a number of seconds' "drill --timeout 0" \
+    drill --mode graceful --timeout 0
+usage 'unknown option "--bogus"' "drill with an unknown option" drill --mode graceful --bogus
 
 ctl -s /nonexistent/x.sock status
 [ $rc = 3 ] && grep -q 'cannot reach uplinkd at /nonexistent/x.sock' "$tmp/err" &&
@@ -252,12 +264,20 @@ ok $? "reload: type 8"
 ctl -s "$sock" metrics
 want_request '{"type": 9, "args": []}'
 ok $? "metrics: type 9"
-ctl -s"$sock" drill fail-provider --wait 3 ''
-want_request '{"type": 10, "args": ["fail-provider", "--wait", "3", ""]}'
-ok $? "-sPATH drill ARGS: passed as they are, empty one included"
-
+# drill reads the daemons' JSON answers: a backup node whose peer is
+# master refuses to drill from here and never asks anyone to step down.
+reply 0 '{"node":"gw2","role":"backup","in_sync":true,"sync":{"peer_name":"gw1","state":"connected","peer_master":true}}'
 before=$(requests)
-for args in "drain" "flows --limit abc" "ha bogus" "status extra"; do
+ctl -s "$sock" drill --mode graceful
+[ $rc = 1 ] && grep -q 'this node (gw2) is backup and its peer gw1 is master' "$tmp/err" &&
+    ! tail -n +$((before + 1)) "$tmp/log" | grep -q '"type": 10'
+ok $? "drill on the backup: exit 1, names the master, no step-down requested"
+reply 0 'not json'
+ctl -s "$sock" drill --mode graceful
+[ $rc = 1 ] && grep -q 'unreadable answer: offset 0' "$tmp/err"
+ok $? "drill: an answer that is not JSON is an error with its offset"
+before=$(requests)
+for args in "drain" "flows --limit abc" "ha bogus" "status extra" "drill -m kill"; do
 	# shellcheck disable=SC2086
 	ctl -s "$sock" $args
 done
@@ -270,9 +290,9 @@ ctl -s "$sock" drain isp-z
     [ ! -s "$tmp/out" ]
 ok $? "status 1: exit 1, the daemon's message on stderr, nothing on stdout"
 
-reply 2 'unknown drill "x"'
-ctl -s "$sock" drill x
-[ $rc = 2 ] && grep -qx 'uplinkctl: unknown drill "x"' "$tmp/err" && [ ! -s "$tmp/out" ]
+reply 2 'no provider named "isp-q"'
+ctl -s "$sock" flows --provider isp-q
+[ $rc = 2 ] && grep -qx 'uplinkctl: no provider named "isp-q"' "$tmp/err" && [ ! -s "$tmp/out" ]
 ok $? "status 2: exit 2, the daemon's message on stderr"
 
 reply 7 'odd'

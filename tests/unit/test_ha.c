@@ -88,8 +88,9 @@ main(void)
 	ha_update(ha, &in, 10300);
 	tap_ok(track_value() == 0, "as many: ready");
 	in.peer_connected = in.in_sync = in.peer_known = false;
-	ha_update(ha, &in, 1000 + 100);
-	tap_ok(track_value() == 0, "a peer lost after it was seen leaves the node ready");
+	ha_update(ha, &in, 10400);
+	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
+	    "not master and the sync link lost after the peer was seen: not ready");
 
 	tap_ok(ha_set_role(ha, HA_BACKUP, "test", 11000) == HA_INIT && ha_role(ha) == HA_BACKUP &&
 	    ha_role_since_ms(ha) == 11000, "init -> backup");
@@ -97,6 +98,20 @@ main(void)
 	    ha_role_since_ms(ha) == 11000, "the same role again is no transition");
 	tap_ok(ha_set_role(ha, HA_MASTER, "test", 13000) == HA_BACKUP && ha_role(ha) == HA_MASTER,
 	    "backup -> master");
+	ha_update(ha, &in, 13100);
+	tap_ok(track_value() == 0, "a master that lost the sync link stays ready (it has the state)");
+	ha_step_down(ha, 15000);
+	ha_update(ha, &in, 13200);
+	tap_ok(track_value() == -HA_FAULT && ha_step_down_until(ha, 13200) == 15000,
+	    "a drill's step-down writes the fault value");
+	ha_update(ha, &in, 15000);
+	tap_ok(track_value() == 0 && ha_step_down_until(ha, 15000) == 0,
+	    "... and ends by itself at its bound");
+	ha_step_down(ha, 20000);
+	ha_update(ha, &in, 15100);
+	ha_step_down(ha, 0);
+	ha_update(ha, &in, 15200);
+	tap_ok(track_value() == 0, "step-down 0 ends it early");
 	ha_destroy(ha);
 	tap_ok(track_value() == -HA_FAULT, "a clean stop writes the fault value (%d)", track_value());
 
