@@ -15,11 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
-
 #include "log.h"
+#include "notify.h"
 #include "rules.h"
 #include "uplinkd.h"
 
@@ -564,6 +561,7 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 	struct queue *nqueue = NULL;
 
 	d->reloads++;
+	notify_reloading();
 	if (ncfg == NULL)
 		goto fail;
 	if (strcmp(ncfg->control.socket, ocfg->control.socket) != 0)
@@ -634,6 +632,7 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 	flows_sweep(d->flows, FLOW_OWN, NULL, NULL);
 	flows_resync(d);
 	log_info("configuration reloaded from %s", d->cfg->path);
+	notify_ready();
 	return 0;
 fail:
 	d->reload_failures++;
@@ -643,6 +642,7 @@ fail:
 	health_destroy(nhealth);
 	ct_destroy(nct);
 	config_free(ncfg);
+	notify_ready();
 	return -1;
 }
 
@@ -702,16 +702,6 @@ setup_signals(struct uplinkd *d)
 	if ((d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		return -1;
 	return ev_fd_add(d->loop, d->sigfd, on_signal, NULL, d);
-}
-
-static void
-notify(const char *state)
-{
-#ifdef HAVE_SYSTEMD
-	sd_notify(0, state);
-#else
-	(void)state;
-#endif
 }
 
 static void
@@ -782,10 +772,10 @@ run(struct uplinkd *d)
 	log_info("node %s running: %zu providers, %s, queues %u..%u, %ld existing flows",
 	    d->cfg->node, d->cfg->nproviders, config_algorithm_name(d->cfg->balance.algorithm),
 	    d->cfg->queue.first, d->cfg->queue.first + d->cfg->queue.count - 1, n);
-	notify("READY=1");
+	notify_ready();
 	if (ev_run(d->loop) == -1)
 		log_warn("event loop");
-	notify("STOPPING=1");
+	notify_stopping();
 
 	/* Unbind first: from here on the kernel bypasses the queue. */
 	queue_destroy(d->queue);

@@ -6,7 +6,8 @@ PKGS="build-essential autoconf automake libtool pkg-config
  libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev
  libprotobuf-c-dev protobuf-c-compiler libssl-dev libyaml-dev libsystemd-dev
  iptables nftables conntrack conntrackd iproute2 keepalived openssl
- clang libclang-rt-14-dev python3 python3-jinja2 procps"
+ clang libclang-rt-14-dev python3 python3-jinja2 procps
+ ansible-core ansible-lint python3-apt git"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
