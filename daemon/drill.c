@@ -135,8 +135,8 @@ event(struct drill *dr, const struct dnode *n, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->text, sizeof(e->text), fmt, ap);
 	va_end(ap);
-	if (!dr->o->json)
-		fprintf(stderr, "drill: %8.1f ms  %-10s %s\n", e->t_ms, e->node, e->text);
+	/* Progress as it happens; the report (stdout) has the same list. */
+	fprintf(stderr, "drill: %8.1f ms  %-10s %s\n", e->t_ms, e->node, e->text);
 }
 
 static void fail(struct drill *dr, const char *fmt, ...)
