@@ -75,6 +75,7 @@
 #   lab_stop NAME                   TERM, wait up to 5 s, then KILL
 #   lab_vip_add gwN / lab_vip_del gwN
 #   lab_leaks                       untranslated packets dropped at both providers
+#   lab_traffic_check MAX / lab_traffic_records   the labtraffic server's view
 #   lab_kernel_balancer gwN WA WB / lab_kernel_balancer_off gwN
 #   lab_uplinkd_config gwN [ALGO] [WA] [WB] / lab_uplinkd_start gwN / lab_uplinkctl gwN ARGS...
 #   lab_uplinkd_sync gwN             add the sync section (certificates in $LAB_DIR/pki)
@@ -360,6 +361,36 @@ lab_vip_del() {
 }
 
 # Total of packets with an internal source dropped by both provider routers.
+# The labtraffic server's view of the long-lived flows (a fresh report via
+# SIGUSR1 to $LAB_DIR/server.pid): prints "tcp=N udp=M changed=C reset=R",
+# changed counting flows whose source IP:port at the server ever changed.
+# Only ids 1..MAX+1000 count (the long-lived ones, not later batches).
+lab_traffic_check() {
+	local max=${1:?usage: lab_traffic_check MAX_TCP_CONNS}
+	rm -f "$LAB_DIR/server.report"
+	kill -USR1 "$(cat "$LAB_DIR/server.pid")" || return 1
+	lab_wait_for "test -s $LAB_DIR/server.report" 10 || return 1
+	awk -v max="$max" '
+		$2 == "id=-" { next }
+		{
+			split($2, f, "="); id = f[2] + 0
+			if (id < 1 || id > max + 1000) next
+			if ($1 == "tcp") tcp++; else udp++
+			for (i = 3; i <= NF; i++) {
+				if ($i ~ /^peer_changes=/ && $i != "peer_changes=0") changed++
+				if ($i == "reset=yes") reset++
+			}
+		}
+		END { printf "tcp=%d udp=%d changed=%d reset=%d\n", tcp, udp, changed, reset }
+	' "$LAB_DIR/server.report"
+}
+
+# The records all TCP connections have exchanged, by the last report.
+lab_traffic_records() {
+	awk '$1 == "tcp" && $2 != "id=-" { for (i = 3; i <= NF; i++) if ($i ~ /^records=/) { split($i, r, "="); t += r[2] } } END { print t + 0 }' \
+		"$LAB_DIR/server.report"
+}
+
 lab_leaks() {
 	local node ns n total=0
 	for node in pa pb; do

@@ -76,43 +76,6 @@ deploy() {
 recap() { sed -n "s/^$2 *:.* $3=\([0-9]*\).*/\1/p" "$LAB_DIR/ansible-$1-$2.log" | tail -1; }
 show_failure() { grep -E '^(fatal|failed):|FAILED|msg' "$LAB_DIR/ansible-$1-$2.log" | head -8 | sed 's/^/#   /'; }
 
-# The server's view of the long-lived flows (as in t_ha.sh): "tcp=N udp=M
-# changed=C reset=R", changed counting flows whose source address or port
-# at the server ever changed.
-traffic_check() {
-	rm -f "$LAB_DIR/server.report"
-	kill -USR1 "$(cat "$LAB_DIR/server.pid")"
-	lab_wait_for "test -s $LAB_DIR/server.report" 10
-	awk -v max="$TCP_CONNS" '
-		$2 == "id=-" { next }
-		{
-			split($2, f, "="); id = f[2] + 0
-			if (id < 1 || id > max + 1000) next
-			if ($1 == "tcp") tcp++; else udp++
-			for (i = 3; i <= NF; i++) {
-				if ($i ~ /^peer_changes=/ && $i != "peer_changes=0") changed++
-				if ($i == "reset=yes") reset++
-			}
-		}
-		END { printf "tcp=%d udp=%d changed=%d reset=%d\n", tcp, udp, changed, reset }
-	' "$LAB_DIR/server.report"
-}
-records() {
-	awk '$1 == "tcp" && $2 != "id=-" { for (i = 3; i <= NF; i++) if ($i ~ /^records=/) { split($i, r, "="); t += r[2] } } END { print t + 0 }' \
-		"$LAB_DIR/server.report"
-}
-check_flows() {	# check_flows WHAT
-	local c before after r
-	c=$(traffic_check)
-	before=$(records)
-	sleep 2
-	traffic_check >/dev/null
-	after=$(records)
-	[ "$c" = "tcp=$TCP_CONNS udp=$UDP_FLOWS changed=0 reset=0" ] && r=0 || r=1
-	ok $r "$1: every connection and flow kept its source address and port ($c)"
-	[ "$after" -gt "$before" ] && kill -0 "$(cat "$LAB_DIR/long.pid")" 2>/dev/null && r=0 || r=1
-	ok $r "$1: the connections still carry data ($before -> $after records)"
-}
 
 t0=$(date +%s)
 # ---- static checks ----

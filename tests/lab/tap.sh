@@ -7,3 +7,20 @@ ok() {
 	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
 }
 diag() { echo "# $*"; }
+
+# check_flows WHAT: two checks of the long-lived traffic (needs lab.sh,
+# TCP_CONNS, UDP_FLOWS and the client's $LAB_DIR/long.pid): every flow kept
+# its source address and port with no reset, and the connections still
+# carry data two seconds later.
+check_flows() {
+	local c before after
+	c=$(lab_traffic_check "$TCP_CONNS")
+	before=$(lab_traffic_records)
+	sleep 2
+	lab_traffic_check "$TCP_CONNS" >/dev/null
+	after=$(lab_traffic_records)
+	[ "$c" = "tcp=$TCP_CONNS udp=$UDP_FLOWS changed=0 reset=0" ]
+	ok $? "$1: every connection and flow kept its source address and port ($c)"
+	[ "$after" -gt "$before" ] && kill -0 "$(cat "$LAB_DIR/long.pid")" 2>/dev/null
+	ok $? "$1: the connections still carry data ($before -> $after records)"
+}
