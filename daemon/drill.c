@@ -336,11 +336,16 @@ node_flows(struct drill *dr, const struct dnode *n, struct flowset *out)
 	return 0;
 }
 
-/* The flows of `before` that `after` lacks or carries differently go
- * into leg->lost (with leg->why); the rest are counted as carried. */
+/*
+ * The flows of `before` that `after` lacks or carries differently go
+ * into leg->lost (with leg->why); the rest are counted as carried.  With
+ * `copy` (what the standby held of them when the failure began), a flow
+ * it did not hold is lost even if `after` has it: the new master made a
+ * fresh decision for it, which only by chance kept its source.
+ */
 static int
 compare(struct drill *dr, struct leg *leg, const struct flowset *before,
-    const struct flowset *after)
+    const struct flowset *after, const struct flowset *copy)
 {
 	free(leg->lost.v);
 	free(leg->why);
@@ -353,13 +358,17 @@ compare(struct drill *dr, struct leg *leg, const struct flowset *before,
 		const struct dflow *g = bsearch(f, after->v, after->n, sizeof(*f), dflow_cmp);
 		const char *why;
 
-		if (g != NULL && strcmp(g->nat, f->nat) == 0 &&
-		    strcmp(g->provider, f->provider) == 0) {
+		if (copy != NULL && bsearch(f, copy->v, copy->n, sizeof(*f), dflow_cmp) == NULL)
+			why = "not replicated";
+		else if (g == NULL)
+			why = "missing";
+		else if (strcmp(g->nat, f->nat) != 0 || strcmp(g->provider, f->provider) != 0)
+			why = "changed";
+		else {
 			leg->carried++;
 			continue;
 		}
-		why = g == NULL ? "missing" : "changed";
-		leg->changed += g != NULL;
+		leg->changed += strcmp(why, "changed") == 0;
 		if (leg->lost.v == NULL) {
 			leg->lost.v = calloc(before->n, sizeof(*leg->lost.v));
 			leg->why = calloc(before->n, sizeof(*leg->why));
@@ -509,7 +518,7 @@ takeover_done(struct drill *dr, void *arg)
 
 struct flows_watch {
 	struct dnode *node;
-	const struct flowset *before;
+	const struct flowset *before, *copy;
 	struct leg *leg;
 };
 
@@ -522,7 +531,7 @@ flows_arrived(struct drill *dr, void *arg)
 
 	if (node_flows(dr, w->node, &now) == -1)
 		return -1;
-	r = compare(dr, w->leg, w->before, &now);
+	r = compare(dr, w->leg, w->before, &now, w->copy);
 	flowset_free(&now);
 	if (r == -1)
 		return -1;
@@ -559,8 +568,10 @@ leg_run(struct drill *dr, struct leg *leg, struct dnode *from, struct dnode *to,
     unsigned wait_s, bool must)
 {
 	struct takeover_watch tw = { from, to, false, false };
-	struct flows_watch fw = { to, before, leg };
+	struct flowset copy = { 0 };
+	struct flows_watch fw = { to, before, NULL, leg };
 	struct check_watch cw = { to, leg };
+	struct dnode held = { NULL, to, "" };
 	double t_fail;
 	int r;
 
@@ -569,8 +580,19 @@ leg_run(struct drill *dr, struct leg *leg, struct dnode *from, struct dnode *to,
 	snprintf(leg->from, sizeof(leg->from), "%s", from->name);
 	snprintf(leg->to, sizeof(leg->to), "%s", to->name);
 	leg->before = before->n;
+	/* What the standby holds of the flows when the failure begins (its
+	 * flows of origin peer), when it can be asked directly.  Not for a
+	 * failback: the returning node is still down here, and it resyncs
+	 * before VRRP lets it win. */
+	if (to->socket != NULL && must) {
+		if (node_flows(dr, &held, &copy) == -1)
+			event(dr, to, "its copy of the flows cannot be read (%s)", dr->err);
+		else
+			fw.copy = &copy;
+	}
 	t_fail = elapsed_ms(dr);
 	if (act(dr, from, to) == -1) {
+		flowset_free(&copy);
 		fail(dr, "%s", dr->err);
 		return -1;
 	}
@@ -579,9 +601,11 @@ leg_run(struct drill *dr, struct leg *leg, struct dnode *from, struct dnode *to,
 		event(dr, to, "did not become master within %u s (VRRP without preempt?)",
 		    wait_s);
 		leg->done = false;
+		flowset_free(&copy);
 		return 0;
 	}
 	if (r != 1) {
+		flowset_free(&copy);
 		fail(dr, "%s did not take over within %u s%s%s", to->name, wait_s,
 		    r == -1 ? ": " : "", r == -1 ? dr->err : "");
 		return -1;
@@ -590,12 +614,14 @@ leg_run(struct drill *dr, struct leg *leg, struct dnode *from, struct dnode *to,
 	if (to->socket != NULL && wait_for(dr, check_finished, &cw, dr->o->timeout_s,
 	    DRILL_POLL_MS) != 1)
 		event(dr, to, "takeover check not finished within %u s", dr->o->timeout_s);
-	if (wait_for(dr, flows_arrived, &fw, dr->o->settle_s, DRILL_FLOW_POLL_MS) == -1) {
+	r = wait_for(dr, flows_arrived, &fw, dr->o->settle_s, DRILL_FLOW_POLL_MS);
+	flowset_free(&copy);
+	if (r == -1) {
 		fail(dr, "reading the flows of %s: %s", to->name, dr->err);
 		return -1;
 	}
-	event(dr, to, "holds %zu of %zu flows (%zu changed, %zu missing)", leg->carried,
-	    leg->before, leg->changed, leg->lost.n - leg->changed);
+	event(dr, to, "holds %zu of %zu flows (%zu changed, %zu missing or not replicated)",
+	    leg->carried, leg->before, leg->changed, leg->lost.n - leg->changed);
 	leg->traffic = run_traffic(dr, from, to);
 	if (leg->lost.n > 0)
 		fail(dr, "%zu of %zu flows were not carried to %s", leg->lost.n, leg->before,
@@ -716,7 +742,7 @@ sync_cut_run(struct drill *dr, struct dnode *active, struct dnode *standby)
 	event(dr, NULL, "the pair is in sync again");
 	snprintf(seen.name, sizeof(seen.name), "%s", active->name);
 	if (node_flows(dr, active, &now) == -1 || node_flows(dr, &seen, &copy) == -1 ||
-	    compare(dr, leg, &now, &copy) == -1) {
+	    compare(dr, leg, &now, &copy, NULL) == -1) {
 		fail(dr, "comparing the flows: %s", dr->err);
 		flowset_free(&now);
 		flowset_free(&copy);
