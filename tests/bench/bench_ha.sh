@@ -53,6 +53,13 @@
 #   broken     TCP connections the client saw break in the window, and at
 #              the server: connections reset and flows whose source IP:port
 #              changed
+#   unplanned  the LAN VIP's moves seen by the monitors against the
+#              drills: a failover keepalived made on its own (a daemon
+#              too busy to answer its liveness check within 1 s) shows
+#              there; a drill whose active node already lost the VIPs
+#              before the kill is skipped and counted
+# The kill comes 1-2 s (uniform) after the window starts, so that it has
+# no fixed phase to keepalived's 1 s liveness check.
 # Variants per daemon: DRILLS drills with ~0 flows held (only the
 # traffic), HELD_DRILLS with HELD extra entries held (ctgen on the
 # active node, replicated to the standby), and BIG_DRILLS with BIG_CONNS
@@ -543,6 +550,12 @@ else:
 EOF
 }
 
+# LAN VIP additions seen by both gateways' monitors so far.
+lan_vip_adds() {
+	cat "$LAB_DIR/mon-gw1.log" "$LAB_DIR/mon-gw2.log" 2>/dev/null |
+		grep -v Deleted | grep -c ' inet 10\.0\.0\.1/24 '
+}
+
 # The server's view: "changed=C reset=R" over the long-lived flows.
 server_check() {
 	rm -f "$LAB_DIR/server.report"
@@ -693,10 +706,11 @@ state_time() {	# KIND GW SKIP
 # drills KIND TAG COUNT WANT: COUNT drills; files $R/{takeover,stall,udpstall}-KIND-TAG
 drills() {
 	local kind=$1 tag=$2 count=$3 want=$4 i act sb mark t_fail t_vip t_state t_end line l
-	local t_rel t_check k_before k_after changed0 changed1 reset0 reset1 c r wl bw to_ms tot_broken=0 tot_changed=0 tot_reset=0
+	local t_rel t_check unplanned=0 adds0 adds1 k_before k_after changed0 changed1 reset0 reset1 c r wl bw to_ms tot_broken=0 tot_changed=0 tot_reset=0
 	: >"$R/takeover-$kind-$tag"; : >"$R/stall-$kind-$tag"; : >"$R/udpstall-$kind-$tag"
 	: >"$R/vip-$kind-$tag"; : >"$R/release-$kind-$tag"; : >"$R/check-$kind-$tag"
 	act=$(cat "$R/active")
+	adds0=$(lan_vip_adds)
 	for ((i = 1; i <= count; i++)); do
 		sb=$(other "$act")
 		if ! lab_wait_for "ready $kind $act $want" 120; then
@@ -709,7 +723,15 @@ drills() {
 		c=$(server_check); changed0=$(echo "$c" | kv changed); reset0=$(echo "$c" | kv reset)
 		mark=$(state_mark "$kind" "$sb")
 		window_start
-		sleep 1
+		# 1-2 s, uniform: the kill must not keep a fixed phase to
+		# keepalived's 1 s liveness check (the drills' own rhythm would).
+		sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", 1 + r / 32768 }')"
+		if [ "$(vips_on "$act")" -ne 3 ] || [ "$(vips_on "$sb")" -ne 0 ]; then
+			echo "drill $kind $tag #$i: $act lost the VIPs before the kill (vips $(vips_on "$act")/$(vips_on "$sb")): an unplanned failover; skipped"
+			unplanned=$((unplanned + 1))
+			[ "$(vips_on "$sb")" -eq 3 ] && { act=$sb; echo "$act" >"$R/active"; }
+			continue
+		fi
 		k_before=$(kcount "$sb")
 		t_fail=$(date +%s.%N)
 		kill_active "$kind" "$act"
@@ -758,6 +780,10 @@ drills() {
 		[ $(($(date +%s) - T_START)) -lt 3000 ] || { echo "bench_ha: time budget spent, stopping the drills"; break; }
 	done
 	eval "broken_${kind}_$tag=$tot_broken changed_${kind}_$tag=$tot_changed reset_${kind}_$tag=$tot_reset"
+	adds1=$(lan_vip_adds)
+	# One move of the LAN VIP per drill; more: keepalived moved it on its own.
+	eval "moves_${kind}_$tag=$((adds1 - adds0)) drills_${kind}_$tag=$(wc -l <"$R/vip-$kind-$tag") unplanned_${kind}_$tag=$unplanned"
+	echo "$kind $tag: LAN VIP moves $((adds1 - adds0)) for $(wc -l <"$R/vip-$kind-$tag") drills measured; $unplanned unplanned failovers before a kill"
 	# Traffic the standby must hold before the next variant's first drill.
 	lab_wait_for "ready $kind $act $want" 120 || echo "$kind: not ready after the drills"
 }
@@ -869,6 +895,9 @@ if [[ " $PARTS " == *" drills "* ]]; then
 		c="$(v "broken_conntrackd_$tag")/$(v "reset_conntrackd_$tag")/$(v "changed_conntrackd_$tag")"
 		case $u in 0/0/0) x=yes ;; *n/a*) x=n/a ;; *) x=no ;; esac
 		row "broken/reset/source changed (sum over drills)" "$u" "$c" - "0" "$x"
+		u="$(v "moves_uplinkd_$tag")/$(v "drills_uplinkd_$tag")/$(v "unplanned_uplinkd_$tag")"
+		c="$(v "moves_conntrackd_$tag")/$(v "drills_conntrackd_$tag")/$(v "unplanned_conntrackd_$tag")"
+		row "LAN VIP moves / drills / unplanned failovers" "$u" "$c" - - -
 	done
 	echo "# the record interval is $((1000 / RATE)) ms ($((1000 / BIG_RATE)) ms with $BIG_CONNS connections): the floor of the stall"
 	echo "# leaks towards the providers (untranslated): $(lab_leaks)"
