@@ -6,7 +6,7 @@
  *
  *   ctgen -n N [-b BATCH] [-t TIMEOUT_S] [--marks 0x100,0x200]
  *         [--snat 198.51.100.10,203.0.113.10] [--udp] [--offset K]
- *         [--rate R] [--stamps FILE]
+ *         [--rate R] [--stamps FILE] [--listen]
  *
  * --rate paces the creation at R entries/s: batch k is sent at
  * t0 + k*BATCH/R (absolute schedule, so a late batch does not shift the
@@ -15,6 +15,11 @@
  * the offset), its size, and CLOCK_MONOTONIC in microseconds just before
  * the batch was sent.  The kernel emits the entries' NEW events while it
  * processes that sendmsg, so T_US is at or before each entry's event.
+ *
+ * --listen holds a second socket subscribed to conntrack NEW and DESTROY
+ * events (32 MB buffer, never read), as a daemon's event socket is: with
+ * a listener the kernel builds an event message for every entry created,
+ * which costs the creates their share (tests/bench/bench_ha.sh).
  *
  * Entry i: 10.64.0.0+i:40000+(i%20000) -> 192.0.2.10:(1000+i/60000), SNAT
  * to provider (i % providers) port 1024+(i%60000), so reply tuples never
@@ -28,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <linux/netfilter/nfnetlink.h>
 
 #include <libmnl/libmnl.h>
 
@@ -69,14 +76,15 @@ main(int argc, char *argv[])
 		{ "offset", required_argument, NULL, 'o' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "stamps", required_argument, NULL, 'S' },
+		{ "listen", no_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint32_t marks[CTGEN_MAX_PROVIDERS] = { 0x100, 0x200 };
 	struct netaddr snat[CTGEN_MAX_PROVIDERS];
-	int nmarks = 2, nsnat = 2, ch, udp = 0;
+	int nmarks = 2, nsnat = 2, ch, udp = 0, listen = 0;
 	unsigned long n = 1000, batch = 256, timeout = 600, offset = 0;
 	unsigned long created = 0, exists = 0, failed = 0;
-	struct mnl_socket *nl;
+	struct mnl_socket *nl, *listener = NULL;
 	static char buf[256 * 1024], rbuf[256 * 1024];
 	int64_t t0, t1;
 	unsigned portid;
@@ -116,9 +124,13 @@ main(int argc, char *argv[])
 		case 'S':
 			stamps_path = optarg;
 			break;
+		case 'l':
+			listen = 1;
+			break;
 		default:
 			fprintf(stderr, "usage: ctgen -n N [-b BATCH] [-t TIMEOUT] [--marks LIST] "
-			    "[--snat LIST] [--udp] [--offset K] [--rate R] [--stamps FILE]\n");
+			    "[--snat LIST] [--udp] [--offset K] [--rate R] [--stamps FILE] "
+			    "[--listen]\n");
 			return 2;
 		}
 	}
@@ -137,6 +149,18 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
+	if (listen) {
+		int evbuf = 32 << 20;
+
+		if ((listener = mnl_socket_open(NETLINK_NETFILTER)) == NULL ||
+		    mnl_socket_bind(listener, NF_NETLINK_CONNTRACK_NEW |
+		    NF_NETLINK_CONNTRACK_DESTROY, MNL_SOCKET_AUTOPID) < 0) {
+			perror("ctgen: event listener");
+			return 1;
+		}
+		setsockopt(mnl_socket_get_fd(listener), SOL_SOCKET, SO_RCVBUFFORCE, &evbuf,
+		    sizeof(evbuf));
+	}
 	portid = mnl_socket_get_portid(nl);
 	t0 = ev_clock_us();
 	for (unsigned long i = 0; i < n;) {
@@ -217,6 +241,8 @@ main(int argc, char *argv[])
 	    exists, failed, (double)(t1 - t0) / 1e6,
 	    (double)n / ((double)(t1 - t0) / 1e6 + 1e-9));
 	mnl_socket_close(nl);
+	if (listener != NULL)
+		mnl_socket_close(listener);
 	if (stamps != NULL && fclose(stamps) == EOF) {
 		fprintf(stderr, "ctgen: %s: %s\n", stamps_path, strerror(errno));
 		return 1;

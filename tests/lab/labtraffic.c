@@ -6,6 +6,7 @@
  *                     [--src-from IP --src-count K] [--timeout S] [--log FILE]
  *   labtraffic long   --to IP:PORT --conns N --udp-flows M --udp-port P
  *                     --rate R (--duration S | --until-file F) [--log FILE]
+ *                     [--stats FILE]
  *   common: [--deadline S] [--id-base N]
  *
  * One process, one epoll loop, non-blocking sockets, no threads.  Every
@@ -39,6 +40,20 @@
  * is written (atomically, via FILE.tmp and rename) on SIGUSR1 and at exit;
  * SIGTERM and SIGINT make the server exit.  Without --report it goes to
  * stdout.  id is "-" for a TCP connection that never sent a record.
+ *
+ * Drill windows (long with --stats FILE): SIGUSR2 starts a new window
+ * (every connection's window gap back to 0), SIGUSR1 writes FILE
+ * (atomically, via FILE.tmp and rename): a "# labtraffic long ..." summary
+ * line (broken_in_window counts the connections that broke since the
+ * window began), then per TCP connection and UDP flow
+ *
+ *   tcp id=3 local=10.0.0.100:40001 state=intact sent=52 echoed=52
+ *       max_gap_ms=100.3 win_gap_ms=812.5
+ *
+ * where win_gap_ms is the longest time between two echoes that ended in
+ * the window, or the stall still going on (TCP: records unanswered since
+ * the last echo; UDP: up to the last send).  Without --stats both signals
+ * are ignored.
  *
  * Exit codes: 0 ok, 1 a check failed (connections failed or broke, or
  * the deadline hit first), 2 usage or setup error.
@@ -1200,6 +1215,7 @@ struct long_conn {
 	uint8_t		 part[REC_LEN];
 	size_t		 partlen;
 	int64_t		 last_echo, max_gap, last_send;
+	int64_t		 win_gap, broke_at;	/* drill window (--stats) */
 	bool		 want_out;
 	const char	*why;
 	char		 local[32];
@@ -1217,6 +1233,7 @@ long_break(struct long_conn *c, const char *why)
 		return;
 	c->state = LS_BROKEN;
 	c->why = why;
+	c->broke_at = mono_ns();
 	close(c->fd);
 	c->fd = -1;
 }
@@ -1237,6 +1254,8 @@ long_echo(struct long_conn *c, const uint8_t *rec, uint32_t magic)
 	}
 	if (now - c->last_echo > c->max_gap)
 		c->max_gap = now - c->last_echo;
+	if (now - c->last_echo > c->win_gap)
+		c->win_gap = now - c->last_echo;
 	c->last_echo = now;
 	c->echoed++;
 }
@@ -1374,6 +1393,85 @@ long_tick(struct long_run *r, struct long_conn *c)
 	}
 }
 
+/* The stall of a connection still going on at `now` (0 if none). */
+static int64_t
+long_pending_gap(const struct long_conn *c, int64_t now)
+{
+	if (c->echoed >= c->sent)
+		return 0;
+	if (c->tag.kind == K_LONG_TCP)
+		return c->state == LS_UP ? now - c->last_echo : 0;
+	return c->last_send - c->last_echo;
+}
+
+/* --stats: the drill window's figures, per connection (see the top). */
+static void
+long_write_stats(const char *path, const struct long_conn *conns, uint64_t total,
+    int64_t win_start)
+{
+	char tmp[4096];
+	uint64_t i, intact = 0, broken = 0, broken_win = 0;
+	int64_t now = mono_ns();
+	FILE *f;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		warnx_("stats path too long");
+		return;
+	}
+	if ((f = fopen(tmp, "w")) == NULL) {
+		warnx_("%s: %s", tmp, strerror(errno));
+		return;
+	}
+	for (i = 0; i < total; i++) {
+		const struct long_conn *c = &conns[i];
+
+		if (c->tag.kind != K_LONG_TCP)
+			continue;
+		if (c->state == LS_BROKEN) {
+			broken++;
+			broken_win += c->broke_at >= win_start;
+		} else
+			intact++;
+	}
+	fprintf(f, "# labtraffic long conns=%" PRIu64 " intact=%" PRIu64 " broken=%" PRIu64
+	    " broken_in_window=%" PRIu64 " window_s=%.3f\n", intact + broken, intact, broken,
+	    broken_win, (now - win_start) / 1e9);
+	for (i = 0; i < total; i++) {
+		const struct long_conn *c = &conns[i];
+		int64_t win = c->win_gap, pend = long_pending_gap(c, now);
+
+		if (pend > win)
+			win = pend;
+		fprintf(f, "%s id=%" PRIu32 " local=%s state=%s%s%s sent=%" PRIu64 " echoed=%" PRIu64
+		    " max_gap_ms=%.1f win_gap_ms=%.1f\n", c->tag.kind == K_LONG_TCP ? "tcp" : "udp",
+		    c->id, c->local[0] ? c->local : "-",
+		    c->state == LS_BROKEN ? "broken" : "intact", c->why ? ":" : "",
+		    c->why ? c->why : "", c->sent, c->echoed, c->max_gap / 1e6, win / 1e6);
+	}
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		warnx_("%s: %s", path, strerror(errno));
+}
+
+/* SIGUSR2: a new window; SIGUSR1: write the stats (only with --stats). */
+static void
+long_signals(int sfd, const char *stats, struct long_conn *conns, uint64_t total,
+    int64_t *win_start)
+{
+	struct signalfd_siginfo si;
+	uint64_t i;
+
+	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (stats == NULL)
+			continue;
+		if (si.ssi_signo == SIGUSR2) {
+			*win_start = mono_ns();
+			for (i = 0; i < total; i++)
+				conns[i].win_gap = 0;
+		} else
+			long_write_stats(stats, conns, total, *win_start);
+	}
+}
+
 static int
 run_long(int argc, char **argv)
 {
@@ -1386,9 +1484,15 @@ run_long(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "until-file", required_argument, NULL, 'U' },
 		{ "grace", required_argument, NULL, 'G' },
+		{ "stats", required_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct client_opts o = { .timeout = 5, .deadline = 0 };
+	struct tag stag = { .kind = K_SIGNAL };
+	const char *stats = NULL;
+	int64_t win_start;
+	sigset_t mask;
+	int sfd;
 	struct long_run r;
 	struct long_conn *conns;
 	struct epoll_event evs[MAX_EVENTS];
@@ -1417,6 +1521,7 @@ run_long(int argc, char **argv)
 		case 'd': duration = parse_secs(optarg, 0.1, 7 * 86400, "--duration"); break;
 		case 'U': until_file = optarg; break;
 		case 'G': grace = parse_secs(optarg, 0, 60, "--grace"); break;
+		case 'X': stats = optarg; break;
 		default: return 2;
 		}
 	}
@@ -1441,6 +1546,15 @@ run_long(int argc, char **argv)
 		die("epoll_create1: %s", strerror(errno));
 	signal(SIGPIPE, SIG_IGN);
 	until = arm_deadline(o.deadline);
+	/* The drill window's signals; without --stats they are ignored. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	if ((sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+		die("signalfd: %s", strerror(errno));
+	ep_add(r.ep, sfd, EPOLLIN, &stag);
+	win_start = mono_ns();
 
 	uto = o.to;
 	uto.sin_port = htons(uport);
@@ -1483,7 +1597,9 @@ run_long(int argc, char **argv)
 		for (k = 0; k < n; k++) {
 			struct long_conn *c = evs[k].data.ptr;
 
-			if (c->tag.kind == K_LONG_TCP)
+			if (c->tag.kind == K_SIGNAL)
+				long_signals(sfd, stats, conns, total, &win_start);
+			else if (c->tag.kind == K_LONG_TCP)
 				long_tcp_io(&r, c, evs[k].events);
 			else
 				long_udp_io(&r, c);
@@ -1523,7 +1639,9 @@ run_long(int argc, char **argv)
 					long_tick(&r, &conns[i]);
 				if (until_file != NULL && access(until_file, F_OK) == 0)
 					t_stop = 0;
-			} else if (t->kind == K_LONG_TCP)
+			} else if (t->kind == K_SIGNAL)
+				long_signals(sfd, stats, conns, total, &win_start);
+			else if (t->kind == K_LONG_TCP)
 				long_tcp_io(&r, (struct long_conn *)t, evs[k].events);
 			else
 				long_udp_io(&r, (struct long_conn *)t);
@@ -1595,6 +1713,7 @@ run_long(int argc, char **argv)
 		warnx_("%s: %s", o.log, strerror(errno));
 	rc = broken > 0 || hit_deadline ? 1 : 0;
 	close(tfd);
+	close(sfd);
 	free(conns);
 	return rc;
 }
@@ -1609,6 +1728,7 @@ usage(void)
 	    "       labtraffic long --to IP:PORT --conns N --udp-flows M --udp-port P\n"
 	    "                  --rate R (--duration S | --until-file F) [--grace S]\n"
 	    "                  [--src-from IP --src-count K] [--timeout S] [--log FILE]\n"
+	    "                  [--stats FILE]\n"
 	    "       every mode: [--deadline S]; clients: [--id-base N]\n");
 }
 
