@@ -471,6 +471,7 @@ ha_evaluate(struct uplinkd *d)
 
 		session_get_stats(d->session, &st);
 		in.peer_connected = st.connected;
+		in.peer_closed = st.peer_closed;
 		in.in_sync = st.in_sync;
 		in.peer_known = st.peer_providers_known;
 		in.usable_peer = st.peer_usable;

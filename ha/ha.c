@@ -1,14 +1,23 @@
+#include <sys/file.h>
+#include <sys/wait.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ha.h"
 #include "log.h"
 
 #define HA_WARN_EVERY_MS 60000
+/* How long a starting daemon waits for the guard of the one before. */
+#define HA_GUARD_WAIT_MS 2000
+/* What the daemon writes to its guard before a clean exit. */
+#define HA_GUARD_QUIT 'q'
 
 struct ha {
 	char path[256];
@@ -22,8 +31,12 @@ struct ha {
 	bool written;			/* ... and it does */
 	char why[128];			/* why not ready; "" when ready */
 	bool peer_seen;			/* connected at least once */
+	bool peer_was_connected;	/* at the last update */
+	int64_t peer_closed_ms;		/* when the peer closed the link, or 0 */
 	int64_t step_down_until_ms;	/* a drill's step-down, or 0 */
 	int64_t warned_ms;
+	int guard_fd;			/* the write end of the guard's pipe */
+	pid_t guard_pid;
 };
 
 static const char *const ha_names[] = {
@@ -70,39 +83,156 @@ ha_track_path(const struct config *cfg, char *buf, size_t len)
 	return 0;
 }
 
-/* Writes value atomically; 0 or -1 with errno. */
+/* Writes value into path atomically; 0 or -1 with errno.  Only system
+ * calls and snprintf: the guard uses it too. */
 static int
-ha_write(struct ha *ha, int value, int64_t now_ms)
+ha_write_file(const char *path, int value)
 {
-	char tmp[sizeof(ha->path) + 8], text[16];
+	char tmp[300], text[16];
 	int fd, n = snprintf(text, sizeof(text), "%d\n", value), saved;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", ha->path);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) == -1)
-		goto fail;
+		return -1;
 	if (write(fd, text, (size_t)n) != n) {
 		saved = errno;
 		close(fd);
 		unlink(tmp);
 		errno = saved;
-		goto fail;
+		return -1;
 	}
-	if (close(fd) == -1 || rename(tmp, ha->path) == -1) {
+	if (close(fd) == -1 || rename(tmp, path) == -1) {
 		saved = errno;
 		unlink(tmp);
 		errno = saved;
-		goto fail;
+		return -1;
 	}
-	ha->value = value;
-	ha->written = true;
 	return 0;
-fail:
+}
+
+static int
+ha_write(struct ha *ha, int value, int64_t now_ms)
+{
+	if (ha_write_file(ha->path, value) == 0) {
+		ha->value = value;
+		ha->written = true;
+		return 0;
+	}
 	if (now_ms - ha->warned_ms >= HA_WARN_EVERY_MS || ha->warned_ms == 0) {
 		log_warn("ha: writing the VRRP track file %s", ha->path);
 		ha->warned_ms = now_ms;
 	}
 	ha->written = false;
 	return -1;
+}
+
+/*
+ * The guard: a child process that writes -HA_FAULT into the track file
+ * when the daemon dies by any means (kill -9, a crash, the OOM killer), so
+ * that keepalived releases the addresses at once rather than when its
+ * liveness script next runs, up to a second later.  The guard learns of
+ * the death from a pipe whose other end the kernel closes as the daemon
+ * exits; a clean exit writes HA_GUARD_QUIT first.  It keeps none of the
+ * daemon's other descriptors: a netlink or queue socket held open by it
+ * would outlive the daemon.
+ *
+ * The guard holds a lock on <track file>.lock for its whole life, and a
+ * starting daemon takes that lock before it writes its first value: a
+ * restart right after a crash then cannot have its value overwritten by
+ * the old daemon's guard.
+ */
+static void __attribute__((noreturn))
+ha_guard_run(const char *path, pid_t daemon_pid, int pipe_fd, int lock_fd)
+{
+	sigset_t all;
+	char c = 0;
+	ssize_t n;
+	int lo = pipe_fd < lock_fd ? pipe_fd : lock_fd;
+	int hi = pipe_fd < lock_fd ? lock_fd : pipe_fd;
+
+	/* A signal to the whole group (systemd stopping the unit, ^C in a
+	 * terminal) must not end the guard before the daemon is gone. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	close_range(3, (unsigned)lo - 1, 0);
+	if (hi > lo + 1)
+		close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+	close_range((unsigned)hi + 1, ~0U, 0);
+	do
+		n = read(pipe_fd, &c, 1);
+	while (n == -1 && errno == EINTR);
+	if (n == 1 && c == HA_GUARD_QUIT)
+		_exit(0);
+	if (ha_write_file(path, -HA_FAULT) == 0)
+		log_warnx("ha: uplinkd (pid %ld) died: %d written into %s, so keepalived "
+		    "releases the addresses now", (long)daemon_pid, -HA_FAULT, path);
+	else
+		log_warn("ha: uplinkd (pid %ld) died, and writing %s failed", (long)daemon_pid, path);
+	_exit(0);
+}
+
+/* Takes <path>.lock (waiting for an earlier guard) and starts the guard.
+ * Failures are logged: the node still has keepalived's liveness script. */
+static void
+ha_guard_start(struct ha *ha)
+{
+	char lock_path[sizeof(ha->path) + 8];
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	int lock_fd, fds[2], waited;
+	pid_t self = getpid(), pid;
+
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", ha->path);
+	if ((lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		log_warn("ha: %s: no guard for this daemon", lock_path);
+		return;
+	}
+	for (waited = 0; flock(lock_fd, LOCK_EX | LOCK_NB) == -1; waited += 10) {
+		if (errno != EWOULDBLOCK || waited >= HA_GUARD_WAIT_MS) {
+			log_warnx("ha: %s is still locked after %d ms (the guard of an earlier "
+			    "daemon?): going on", lock_path, waited);
+			break;
+		}
+		nanosleep(&pause, NULL);
+	}
+	if (pipe2(fds, O_CLOEXEC) == -1) {
+		log_warn("ha: guard pipe");
+		close(lock_fd);
+		return;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("ha: starting the guard");
+		close(fds[0]);
+		close(fds[1]);
+		close(lock_fd);
+		return;
+	}
+	if (pid == 0) {
+		close(fds[1]);
+		ha_guard_run(ha->path, self, fds[0], lock_fd);
+	}
+	/* The lock lives on in the guard's copy of the descriptor. */
+	close(lock_fd);
+	close(fds[0]);
+	ha->guard_fd = fds[1];
+	ha->guard_pid = pid;
+}
+
+static void
+ha_guard_stop(struct ha *ha)
+{
+	static const char quit = HA_GUARD_QUIT;
+
+	if (ha->guard_pid <= 0)
+		return;
+	if (write(ha->guard_fd, &quit, 1) != 1)
+		log_warn("ha: telling the guard to quit");
+	close(ha->guard_fd);
+	while (waitpid(ha->guard_pid, NULL, 0) == -1 && errno == EINTR)
+		;
+	ha->guard_pid = -1;
 }
 
 struct ha *
@@ -119,6 +249,8 @@ ha_create(const struct config *cfg, int64_t now_ms)
 		return NULL;
 	}
 	snprintf(ha->node, sizeof(ha->node), "%s", cfg->node);
+	ha->guard_pid = -1;
+	ha_guard_start(ha);
 	ha->role = HA_INIT;
 	ha->role_since_ms = ha->start_ms = now_ms;
 	if (cfg->has_sync)
@@ -133,6 +265,7 @@ ha_destroy(struct ha *ha)
 	if (ha == NULL)
 		return;
 	ha_write(ha, -HA_FAULT, ha->start_ms);
+	ha_guard_stop(ha);
 	free(ha);
 }
 
@@ -171,16 +304,23 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 
 	if (in->peer_connected)
 		ha->peer_seen = true;
+	if (ha->peer_was_connected && !in->peer_connected)
+		ha->peer_closed_ms = in->peer_closed ? now_ms : 0;
+	ha->peer_was_connected = in->peer_connected;
 	if (ha->step_down_until_ms > now_ms) {
 		snprintf(why, sizeof(why), "stepping down for a failover drill");
 		value = -HA_FAULT;
 	} else if (in->peer_configured) {
-		if (in->peer_connected && !in->in_sync)
+		/* A master holds the live state: what a returning peer sends
+		 * is its own few flows, and a penalty here could hand the
+		 * addresses to a node that has just started. */
+		if (in->peer_connected && !in->in_sync && ha->role != HA_MASTER)
 			snprintf(why, sizeof(why), "receiving the peer's flows (bulk not complete)");
 		else if (!in->peer_connected && !ha->peer_seen &&
 		    now_ms - ha->start_ms < HA_GRACE_MS)
 			snprintf(why, sizeof(why), "starting: waiting for the peer's flows");
-		else if (!in->peer_connected && ha->peer_seen && ha->role != HA_MASTER)
+		else if (!in->peer_connected && ha->peer_seen && ha->role != HA_MASTER &&
+		    !(ha->peer_closed_ms != 0 && now_ms - ha->peer_closed_ms < HA_PEER_GONE_MS))
 			snprintf(why, sizeof(why), "the sync link is down: the peer's changes "
 			    "since are missing here");
 		else if (in->peer_connected && in->peer_known && in->usable_own < in->usable_peer)

@@ -9,13 +9,18 @@
  *
  *   0              ready
  *   -HA_PENALTY    not ready: it lacks state the peer has (a bulk from the
- *                  peer is running, or the daemon has just started and the
- *                  peer has not answered yet: HA_GRACE_MS, and only until
- *                  the first connection), or it is not master and the sync
- *                  link went down (whatever the peer changed since is
- *                  missing here), or it has fewer usable providers than
- *                  the peer
- *   -HA_FAULT      the daemon stopped (written at a clean exit), or an
+ *                  peer is running and this node is not master, or the
+ *                  daemon has just started and the peer has not answered
+ *                  yet: HA_GRACE_MS, and only until the first
+ *                  connection), or it is not master and the sync link
+ *                  went down (whatever the peer changed since is missing
+ *                  here; but not for HA_PEER_GONE_MS after the peer's end
+ *                  closed the connection, as it does when its daemon
+ *                  exits or is killed: it sent everything up to then,
+ *                  and this node is about to take over), or it has fewer
+ *                  usable providers than the peer
+ *   -HA_FAULT      the daemon stopped (written at a clean exit, and by a
+ *                  guard process when it dies any other way), or an
  *                  operator's drill asked it to step down for a while;
  *                  keepalived goes to FAULT and releases the addresses
  *
@@ -48,6 +53,7 @@
 #define HA_PENALTY 60
 #define HA_FAULT 254
 #define HA_GRACE_MS 5000
+#define HA_PEER_GONE_MS 5000
 
 enum ha_role {
 	HA_INIT,
@@ -59,7 +65,11 @@ enum ha_role {
 struct ha;
 
 /* now_ms: the caller's monotonic clock (ev_now_ms).  Writes the track file
- * at once: not ready when the config has a peer, ready otherwise. */
+ * at once: not ready when the config has a peer, ready otherwise.  Starts
+ * the guard (a child process, reaped by ha_destroy) that writes -HA_FAULT
+ * if the daemon dies without ha_destroy; waits up to 2 s for the guard of
+ * an earlier daemon to finish first.  Call it after the last fork of
+ * daemon(3). */
 struct ha *ha_create(const struct config *cfg, int64_t now_ms);
 /* Writes -HA_FAULT into the track file and frees.  NULL is a no-op. */
 void ha_destroy(struct ha *ha);
@@ -77,13 +87,15 @@ int64_t ha_role_since_ms(const struct ha *ha);
 /*
  * What decides readiness, evaluated by the owner a few times a second.
  * peer_configured: the config has a sync section.  peer_connected,
- * in_sync: from the session.  usable_own, usable_peer: providers up and
+ * in_sync: from the session; peer_closed: not connected because the
+ * peer's end closed the connection.  usable_own, usable_peer: providers up and
  * not draining here and as the peer reported them (peer_known false when
  * it has not).  Rewrites the file when the verdict changes.
  */
 struct ha_inputs {
 	bool peer_configured;
 	bool peer_connected;
+	bool peer_closed;
 	bool in_sync;
 	bool peer_known;
 	unsigned usable_own, usable_peer;

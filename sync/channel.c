@@ -74,6 +74,7 @@ struct chan_conn {
 	bool handshake_done;
 	bool read_wants_write;	/* SSL_read returned WANT_WRITE */
 	bool write_wants_read;	/* SSL_write returned WANT_READ */
+	bool peer_closed;	/* the peer's end closed or reset it */
 	enum conn_phase phase;
 	size_t go_seen;
 	struct ev_timer *timer;	/* connect + handshake deadline */
@@ -184,6 +185,11 @@ conn_ssl_reason(struct chan_conn *c, int err, int sys, char *buf, size_t len)
 	unsigned long e = ERR_peek_error();
 	long vr = SSL_get_verify_result(c->ssl);
 
+	/* The peer's process closed its socket, or exited and its kernel
+	 * closed it: no close_notify when it was killed. */
+	c->peer_closed = err == SSL_ERROR_ZERO_RETURN ||
+	    (err == SSL_ERROR_SYSCALL && (sys == 0 || sys == ECONNRESET)) ||
+	    (err == SSL_ERROR_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
 	if (e != 0) {
 		const char *r = ERR_reason_error_string(e);
 		char num[32];
@@ -333,6 +339,7 @@ conn_lost(struct chan_conn *c, const char *why)
 
 	chan_error(ch, "connection %s %s lost: %s", conn_dir(c), c->addr, why);
 	log_warnx("channel: %s", ch->st.last_error);
+	ch->st.closed_by_peer = c->peer_closed;
 	conn_close(c);
 	queue_reset(ch);
 	ch->st.authenticated = false;

@@ -61,6 +61,10 @@ struct channel_stats {
 					 * many handshakes already pending */
 	char last_error[160];
 	int64_t last_error_ms;		/* monotonic, 0 if none */
+	bool closed_by_peer;		/* the last connection lost was closed
+					 * or reset by the peer's end (its
+					 * daemon exited), not timed out or
+					 * dropped here */
 };
 
 struct channel;

@@ -872,6 +872,7 @@ on_channel(enum channel_event ev, void *data)
 			return;
 		}
 		s->up = true;
+		s->st.peer_closed = false;
 		s->last_rx_ms = s->last_hb_ms = ev_now_ms(s->loop);
 		ev_timer_del(s->loop, s->expiry);
 		s->expiry = NULL;
@@ -880,9 +881,15 @@ on_channel(enum channel_event ev, void *data)
 		s->tx_bulk = BULK_WANTED;
 		return;
 	}
-	if (s->up)
-		log_warnx("sync: lost the peer; its %zu flows are kept for %d s",
+	if (s->up) {
+		struct channel_stats cs;
+
+		channel_get_stats(s->ch, &cs);
+		s->st.peer_closed = cs.closed_by_peer;
+		log_warnx("sync: lost the peer%s; its %zu flows are kept for %d s",
+		    s->st.peer_closed ? " (it closed the connection)" : "",
 		    flows_count_origin(s->flows, FLOW_PEER), SESSION_PEER_EXPIRY_S);
+	}
 	s->up = false;
 	if (s->expiry == NULL)
 		s->expiry = ev_timer_add(s->loop, (int64_t)SESSION_PEER_EXPIRY_S * 1000,

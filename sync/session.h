@@ -59,6 +59,9 @@ enum session_health {
 
 struct session_stats {
 	bool connected;			/* channel up and Hello accepted */
+	bool peer_closed;		/* not connected because the peer's end
+					 * closed the connection (its daemon
+					 * exited), not a timeout or an error */
 	bool in_sync;
 	bool tx_in_sync, rx_in_sync;	/* per direction */
 	uint64_t seq_sent, seq_acked, seq_received;	/* this connection */

@@ -6,12 +6,15 @@
 #   tests/lab/drill.sh --mode MODE [uplinkctl drill options...]
 #
 # MODE: graceful, kill, link, node or sync-cut (see `uplinkctl drill
-# --help`).  Every other option goes to uplinkctl drill as it is (--json,
-# --timeout, --force, --no-failback, ...).  The drill finds the master
-# itself; the commands act on the node it names (DRILL_ACTIVE):
+# --help`), or crash.  Every other option goes to uplinkctl drill as it is
+# (--json, --timeout, --force, --no-failback, ...).  The drill finds the
+# master itself; the commands act on the node it names (DRILL_ACTIVE):
 #
 #   kill      kill -9 of the node's uplinkd and keepalived (whose VRRP
 #             child then steps down at once); restore: start both again
+#   crash     uplinkctl's kill mode, but kill -9 of uplinkd alone:
+#             keepalived keeps running and must learn of the death from
+#             the daemon's guard (ha/ha.h); restore: start uplinkd again
 #   link      its LAN link down; restore: up
 #   node      every process of the node killed at once and every link
 #             down, as if the box vanished; restore: it "reboots" (no
@@ -35,7 +38,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 
 do_fail() {
 	local gw=$DRILL_ACTIVE
-	case $DRILL_MODE in
+	case $DRILL_LAB_MODE in
+	crash) kill -9 "$(cat "$LAB_DIR/uplinkd-$gw.pid")" ;;
 	kill) kill -9 "$(cat "$LAB_DIR/uplinkd-$gw.pid")" "$(cat "$LAB_DIR/keepalived-$gw.pid")" ;;
 	link) lab_exec "$gw" ip link set lan0 down ;;
 	sync-cut) lab_exec "$gw" ip link set sync0 down ;;
@@ -46,19 +50,20 @@ do_fail() {
 			"$(cat "$LAB_DIR/uplinkd-$gw.pid")" 2>/dev/null
 		for ifn in lan0 wan0 wan1 sync0; do lab_exec "$gw" ip link set "$ifn" down; done
 		;;
-	*) echo "drill.sh: no failure for mode $DRILL_MODE" >&2; return 1 ;;
+	*) echo "drill.sh: no failure for mode $DRILL_LAB_MODE" >&2; return 1 ;;
 	esac
 }
 
 # Waits until the processes a failure killed are gone (reaped or zombies),
 # so that a new keepalived does not take their pid files for a live one.
-wait_gone() {
-	local gw=$1 f p
-	for f in "uplinkd-$gw.pid" "keepalived-$gw.pid" "keepalived-$gw.vrrp.pid"; do
+wait_gone() {	# GW [uplinkd]: all of them, or uplinkd alone
+	local gw=$1 f p files=("uplinkd-$1.pid")
+	[ $# -gt 1 ] || files+=("keepalived-$gw.pid" "keepalived-$gw.vrrp.pid")
+	for f in "${files[@]}"; do
 		p=$(cat "$LAB_DIR/$f" 2>/dev/null) || continue
 		lab_wait_for "! [ -e /proc/$p ] || grep -q '^State:[[:space:]]*Z' /proc/$p/status" 10
 	done
-	rm -f "$LAB_DIR/keepalived-$gw.main.pid" "$LAB_DIR/keepalived-$gw.vrrp.pid"
+	[ $# -gt 1 ] || rm -f "$LAB_DIR/keepalived-$gw.main.pid" "$LAB_DIR/keepalived-$gw.vrrp.pid"
 }
 
 # uplinkd first, keepalived once it answers (as the systemd units order
@@ -71,7 +76,12 @@ start_node() {
 
 do_restore() {
 	local gw=$DRILL_ACTIVE
-	case $DRILL_MODE in
+	case $DRILL_LAB_MODE in
+	crash)
+		wait_gone "$gw" uplinkd
+		lab_uplinkd_start "$gw" &&
+			lab_wait_for "lab_uplinkctl $gw status >/dev/null 2>&1" 20
+		;;
 	kill)
 		wait_gone "$gw"
 		start_node "$gw"
@@ -85,7 +95,7 @@ do_restore() {
 		for ifn in lan0 wan0 wan1 sync0; do lab_exec "$gw" ip link set "$ifn" up; done
 		start_node "$gw"
 		;;
-	*) echo "drill.sh: no restore for mode $DRILL_MODE" >&2; return 1 ;;
+	*) echo "drill.sh: no restore for mode $DRILL_LAB_MODE" >&2; return 1 ;;
 	esac
 }
 
@@ -137,6 +147,13 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ -n "$mode" ] || { echo "drill.sh: --mode MODE is required (try --help)" >&2; exit 2; }
+# The hooks act on the lab's mode; uplinkctl knows crash as kill.
+export DRILL_LAB_MODE=$mode
+if [ "$mode" = crash ]; then
+	for i in "${!args[@]}"; do
+		case ${args[$i]} in crash) args[i]=kill ;; --mode=crash) args[i]=--mode=kill ;; esac
+	done
+fi
 for gw in gw1 gw2; do
 	[ -S "$LAB_DIR/$gw.sock" ] || { echo "drill.sh: no $gw in the lab at $LAB_DIR" >&2; exit 2; }
 done

@@ -11,11 +11,13 @@
 # Each drill is `uplinkctl drill` through tests/lab/drill.sh; the checks
 # read its JSON report and the server's view of the connections.
 #
-# Usage: t_ha.sh [MODE...]   modes: graceful kill link node sync-cut gap
+# Usage: t_ha.sh [MODE...]   modes: graceful crash kill link node sync-cut gap
 #   (default: all; then, unless STALE=0, a node failure while the standby
 #   is out of sync, which the drill must report flow by flow)
 #   gap: graceful, after the standby's kernel lost its copy of every flow
 #   (what the takeover check and the NFQUEUE safety net must repair)
+#   crash: uplinkd alone killed with SIGKILL; its guard must tell
+#   keepalived (tests/lab/drill.sh)
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export LAB_PREFIX=${LAB_PREFIX:-uha}
@@ -25,7 +27,7 @@ LT=$(lab_labtraffic) || { echo "Bail out! labtraffic not built"; exit 1; }
 SRV=192.0.2.10
 TCP_CONNS=${TCP_CONNS:-500}
 UDP_FLOWS=${UDP_FLOWS:-100}
-MODES=${*:-graceful kill link node sync-cut gap}
+MODES=${*:-graceful crash kill link node sync-cut gap}
 
 # shellcheck source=tests/lab/tap.sh
 . "$top/tests/lab/tap.sh"
@@ -151,6 +153,12 @@ for mode in $MODES; do
 			"sync-cut: no failover, and after the heal gw2 holds all of gw1's flows ($(dj "$f" 'd["failover"]["flows_carried"]'))"
 		holds_vip gw1 && ! holds_vip gw2
 		ok $? "sync-cut: gw1 kept the addresses"
+		;;
+	crash)
+		drill crash
+		check_drill crash $?
+		grep -q "uplinkd (pid [0-9]*) died: -254 written" "$LAB_DIR/uplinkd-gw1.log"
+		ok $? "crash: gw1's guard wrote the fault value for keepalived"
 		;;
 	*)
 		drill "$mode"

@@ -522,6 +522,7 @@ main(void)
 	tap_ok(gw1.downs == 1, "channel_close reports DOWN");
 	channel_get_stats(gw1.ch, &st1);
 	tap_ok(strstr(st1.last_error, "test") != NULL, "reason kept: %s", st1.last_error);
+	tap_ok(!st1.closed_by_peer, "a close here is not the peer's");
 	tap_ok(run_until(both_up, NULL, 10000) && gw1.ups == 2, "reconnected after close");
 
 	/* The dialed side restarts: the dialer finds it again. */
@@ -529,6 +530,8 @@ main(void)
 	gw2.ch = NULL;
 	run_for(300);
 	tap_ok(gw1.downs == 2, "dialer saw the peer go");
+	channel_get_stats(gw1.ch, &st1);
+	tap_ok(st1.closed_by_peer, "... closed by the peer (%s)", st1.last_error);
 	gw2.ch = NULL;
 	for (int i = 0; i < 50 && gw2.ch == NULL; i++) {
 		uint16_t p = p2;

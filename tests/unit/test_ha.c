@@ -2,7 +2,10 @@
  * test_ha: the role state machine and the VRRP track file it writes, read
  * back from the file as keepalived would.
  */
+#include <sys/wait.h>
+
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +16,7 @@
 #include "log.h"
 #include "tap.h"
 
-static char dir[64], sock[128], track[128];
+static char dir[64], sock[128], track[128], lock[140];
 
 static int
 track_value(void)
@@ -40,6 +43,45 @@ mkconfig(bool sync)
 	return cfg;
 }
 
+/* A daemon that dies by SIGKILL: its guard must write the fault value,
+ * and a daemon started right after must not have its value overwritten. */
+static void
+guard_kill(struct config *cfg)
+{
+	struct ha *ha;
+	int status, waited;
+	pid_t pid;
+
+	fflush(NULL);
+	if ((pid = fork()) == 0) {
+		if (ha_create(cfg, 0) == NULL)
+			_exit(1);
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	tap_ok(pid > 0 && waitpid(pid, &status, 0) == pid && WIFSIGNALED(status),
+	    "a daemon with its guard killed with SIGKILL");
+	for (waited = 0; track_value() != -HA_FAULT && waited < 10000; waited += 10)
+		usleep(10000);
+	tap_ok(track_value() == -HA_FAULT, "its guard writes the fault value (%d after %d ms)",
+	    track_value(), waited);
+
+	fflush(NULL);
+	if ((pid = fork()) == 0) {
+		if (ha_create(cfg, 0) == NULL)
+			_exit(1);
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	waitpid(pid, &status, 0);
+	/* No wait for the guard here: ha_create waits for its lock. */
+	ha = ha_create(cfg, 0);
+	usleep(200000);
+	tap_ok(ha != NULL && track_value() == -HA_PENALTY,
+	    "a restart right after a kill is not overwritten by the old guard (%d)", track_value());
+	ha_destroy(ha);
+}
+
 int
 main(void)
 {
@@ -55,6 +97,7 @@ main(void)
 		return 1;
 	snprintf(sock, sizeof(sock), "%s/uplinkd.sock", dir);
 	snprintf(track, sizeof(track), "%s/gw1.vrrp", dir);
+	snprintf(lock, sizeof(lock), "%s.lock", track);
 
 	tap_ok(ha_track_path(cfg, path, sizeof(path)) == 0 && strcmp(path, track) == 0,
 	    "track file next to the control socket, named after the node (%s)", path);
@@ -88,7 +131,17 @@ main(void)
 	ha_update(ha, &in, 10300);
 	tap_ok(track_value() == 0, "as many: ready");
 	in.peer_connected = in.in_sync = in.peer_known = false;
+	in.peer_closed = true;
 	ha_update(ha, &in, 10400);
+	tap_ok(track_value() == 0 && ha_ready(ha),
+	    "the peer's daemon closed the sync link (it exited): still ready");
+	ha_update(ha, &in, 10400 + HA_PEER_GONE_MS);
+	tap_ok(track_value() == -HA_PENALTY, "... for %d ms only", HA_PEER_GONE_MS);
+	in.peer_connected = in.in_sync = true;
+	in.peer_closed = false;
+	ha_update(ha, &in, 10500 + HA_PEER_GONE_MS);
+	in.peer_connected = in.in_sync = false;
+	ha_update(ha, &in, 10600 + HA_PEER_GONE_MS);
 	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
 	    "not master and the sync link lost after the peer was seen: not ready");
 
@@ -100,6 +153,11 @@ main(void)
 	    "backup -> master");
 	ha_update(ha, &in, 13100);
 	tap_ok(track_value() == 0, "a master that lost the sync link stays ready (it has the state)");
+	in.peer_connected = true;
+	ha_update(ha, &in, 13150);
+	tap_ok(track_value() == 0 && ha_ready(ha),
+	    "a master receiving a returning peer's bulk stays ready (it has the live state)");
+	in.peer_connected = false;
 	ha_step_down(ha, 15000);
 	ha_update(ha, &in, 13200);
 	tap_ok(track_value() == -HA_FAULT && ha_step_down_until(ha, 13200) == 15000,
@@ -115,11 +173,17 @@ main(void)
 	ha_destroy(ha);
 	tap_ok(track_value() == -HA_FAULT, "a clean stop writes the fault value (%d)", track_value());
 
+	tap_ok(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD,
+	    "a clean stop reaps the guard");
+
 	ha = ha_create(alone, 0);
 	tap_ok(ha != NULL && track_value() == 0, "a node without a peer is ready at once");
 	ha_destroy(ha);
 	ha_destroy(NULL);
 
+	guard_kill(cfg);
+
+	unlink(lock);
 	unlink(track);
 	rmdir(dir);
 	free(cfg);
