@@ -49,6 +49,8 @@ struct ct {
 	struct ct_write_item wr_items[CT_WRITE_BATCH];
 	char wr_buf[CT_WRITE_BATCH * CT_MSG_MAX];
 	struct ct_write_stats wst;
+	bool new_left;		/* the event socket is out of the NEW group */
+	bool new_warned;
 };
 
 static const uint8_t ct_l4_map[] = {
@@ -526,6 +528,36 @@ ct_write_answer(struct ct *ct, const struct ct_write_item *it, int err,
 	ct->wst.last_errno = -err;
 }
 
+/*
+ * The NEW events of our own writes are of no use: they are the peer's
+ * flows, which the owner ignores.  But the kernel builds an event for each
+ * create while anyone listens to the group, about 40 % of the cost of a
+ * create, so the event socket leaves the group for the write and joins it
+ * again right after.  No own flow can be confirmed meanwhile: own flows
+ * are NFQUEUE decisions, whose packets the kernel reinjects, and confirms,
+ * inside this thread's verdict calls.  (A RELATED entry, which inherits
+ * its master's mark in softirq, would be missed in that window.)  When the
+ * join fails, the events since are unknown: the owner is told to resync.
+ */
+static void
+ct_new_events(struct ct *ct, bool join)
+{
+	int group = NFNLGRP_CONNTRACK_NEW;
+
+	if (join != ct->new_left)
+		return;
+	if (setsockopt(ct->evfd, SOL_NETLINK, join ? NETLINK_ADD_MEMBERSHIP :
+	    NETLINK_DROP_MEMBERSHIP, &group, sizeof(group)) == 0) {
+		ct->new_left = !join;
+		return;
+	}
+	if (!ct->new_warned)
+		log_warn("ct: %s the conntrack NEW event group", join ? "joining" : "leaving");
+	ct->new_warned = true;
+	if (join)
+		ct->cb(CT_OVERRUN, NULL, ct->data);
+}
+
 /* Sends wr_buf and reads every answer.  Returns the number of items that
  * must be sent again in their second form (left in retry[]). */
 static size_t
@@ -533,12 +565,19 @@ ct_write_send(struct ct *ct, struct ct_write_item *retry)
 {
 	size_t answered = 0, nretry = 0;
 	char rbuf[16384];
+	ssize_t sent;
+	int saved;
 
 	if (ct->wr_n == 0)
 		return 0;
-	if (mnl_socket_sendto(ct->wr, ct->wr_buf, ct->wr_len) < 0) {
+	ct_new_events(ct, false);
+	sent = mnl_socket_sendto(ct->wr, ct->wr_buf, ct->wr_len);
+	saved = errno;
+	ct_new_events(ct, true);
+	if (sent < 0) {
 		ct->wst.failed += ct->wr_n;
-		ct->wst.last_errno = errno;
+		ct->wst.last_errno = saved;
+		errno = saved;
 		log_warn("ct: writing %zu entries to the kernel", ct->wr_n);
 		goto done;
 	}

@@ -71,6 +71,9 @@ void ct_get_stats(const struct ct *ct, struct ct_stats *out);
 
 /*
  * Writing the peer's flows into the kernel table (hot standby, takeover).
+ * The event socket is out of the NEW group while the kernel handles a
+ * batch: no events of these writes, which the kernel would otherwise build
+ * at a high cost (see ct.c).
  * ct_write_upsert() and ct_write_delete() queue one ctnetlink message each;
  * ct_write_flush() (the owner's before-sleep hook; also whenever a batch of
  * CT_WRITE_BATCH fills up) sends them in one sendmsg and reads the answers,
