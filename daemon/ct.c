@@ -439,12 +439,6 @@ ct_put_create(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
  * answers read at once, without blocking: the loop never waits on the
  * kernel, and no state outlives a flush except the retries it produced.
  */
-static uint32_t
-ct_timeout_for(const struct flow *f)
-{
-	return f->key.proto == IPPROTO_TCP ? CT_WRITE_TIMEOUT_TCP : CT_WRITE_TIMEOUT_OTHER;
-}
-
 static int
 ct_write_put(struct ct *ct, const struct flow *f, enum ct_write_op op)
 {
@@ -456,7 +450,7 @@ ct_write_put(struct ct *ct, const struct flow *f, enum ct_write_op op)
 	if (ct->wr_n == CT_WRITE_BATCH || sizeof(ct->wr_buf) - ct->wr_len < CT_MSG_MAX)
 		ct_write_flush(ct);
 	n = ct_put_msg(ct->wr_buf + ct->wr_len, sizeof(ct->wr_buf) - ct->wr_len, f,
-	    ct_timeout_for(f), ct->wr_seq + (uint32_t)ct->wr_n, kind);
+	    CT_WRITE_TIMEOUT, ct->wr_seq + (uint32_t)ct->wr_n, kind);
 	if (n < 0) {
 		ct->wst.failed++;
 		return -1;
@@ -625,7 +619,7 @@ ct_write_flush(struct ct *ct)
 		return;
 	for (size_t i = 0; i < nretry; i++) {
 		int n = ct_put_msg(ct->wr_buf + ct->wr_len, sizeof(ct->wr_buf) - ct->wr_len,
-		    &retry[i].flow, ct_timeout_for(&retry[i].flow),
+		    &retry[i].flow, CT_WRITE_TIMEOUT,
 		    ct->wr_seq + (uint32_t)ct->wr_n, retry[i].kind);
 
 		if (n < 0) {

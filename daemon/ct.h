@@ -87,15 +87,19 @@ void ct_get_stats(const struct ct *ct, struct ct_stats *out);
  * entries in already).  When both halves fail, the translated reply tuple
  * is another entry's: a NAT conflict, counted, never remapped.
  *
- * Timeouts: TCP CT_WRITE_TIMEOUT_TCP (the kernel's own for ESTABLISHED),
- * anything else CT_WRITE_TIMEOUT_OTHER; the first real packet after a
- * takeover resets them to the kernel's policy.
+ * Timeout: CT_WRITE_TIMEOUT for every protocol (the kernel's own for TCP
+ * ESTABLISHED).  The standby's kernel sees no packet of these entries, and
+ * the peer replicates no refresh, only the end of a flow: the copy must
+ * last as long as the replicated flow, which replication ends (a delete, a
+ * bulk's sweep, the peer's expiry), and the timeout is only the backstop
+ * for a delete that never came.  A UDP flow that outlived a short timeout
+ * would be missing from the standby's kernel at the takeover.  The first
+ * real packet after a takeover sets the kernel's policy again.
  *
  * 0, or -1 with errno when the message could not be built (counted as
  * failed).
  */
-#define CT_WRITE_TIMEOUT_TCP 432000
-#define CT_WRITE_TIMEOUT_OTHER 600
+#define CT_WRITE_TIMEOUT 432000
 
 struct ct_write_stats {
 	uint64_t created, updated, deleted;
