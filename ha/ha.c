@@ -1,4 +1,5 @@
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -157,6 +158,7 @@ ha_guard_run(const char *path, pid_t daemon_pid, int pipe_fd, int lock_fd)
 	 * terminal) must not end the guard before the daemon is gone. */
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
+	prctl(PR_SET_NAME, "uplinkd-guard");
 	close_range(3, (unsigned)lo - 1, 0);
 	if (hi > lo + 1)
 		close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
