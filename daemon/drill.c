@@ -19,6 +19,7 @@
 #include "emit.h"
 #include "ev.h"
 #include "json.h"
+#include "query.h"
 
 #define DRILL_POLL_MS 20		/* role changes: the takeover time's resolution */
 #define DRILL_FLOW_POLL_MS 250		/* flow lists are large: poll them slowly */
@@ -156,55 +157,11 @@ fail(struct drill *dr, const char *fmt, ...)
 	dr->verdict = dr->verdict_text;
 }
 
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
-/* One request, its JSON answer parsed; NULL when the daemon cannot be
- * reached or refuses (why in *why, when given). */
-static struct json *
-call(const char *socket, enum ctl_type type, int argc, char **argv, char *why, size_t len)
-{
-	char perr[128];
-	uint32_t status;
-	struct json *j;
-	char *body;
-
-	if (ctl_call(socket, type, CTL_F_JSON, argc, argv, DRILL_CALL_MS, &status, &body) == -1) {
-		if (why)
-			snprintf(why, len, "cannot reach uplinkd at %s: %s", socket,
-			    strerror(errno));
-		return NULL;
-	}
-	if (status != CTL_OK) {
-		if (why)
-			snprintf(why, len, "uplinkd at %s: %s", socket, body);
-		free(body);
-		return NULL;
-	}
-	j = json_parse(body, strlen(body), perr, sizeof(perr));
-	if (j == NULL && why)
-		snprintf(why, len, "uplinkd at %s: unreadable answer: %s", socket, perr);
-	free(body);
-	return j;
-}
-
 static struct json *
 node_call(struct drill *dr, const struct dnode *n, enum ctl_type type, int argc, char **argv)
 {
-	char why[sizeof(dr->err)];
-	struct json *j = call(n->socket, type, argc, argv, why, sizeof(why));
-
-	if (j == NULL) {
-		snprintf(dr->err, sizeof(dr->err), "%s", why);
-		dr->unreachable = strncmp(why, "cannot reach", 12) == 0;
-	}
-	return j;
+	return query_json(n->socket, type, argc, argv, DRILL_CALL_MS, dr->err, sizeof(dr->err),
+	    &dr->unreachable);
 }
 
 /*
@@ -478,7 +435,7 @@ wait_for(struct drill *dr, int (*cond)(struct drill *, void *), void *arg, unsig
 			return r;
 		if (ev_clock_us() >= deadline)
 			return 0;
-		sleep_ms(poll_ms);
+		query_sleep_ms(poll_ms);
 	}
 }
 
@@ -663,7 +620,7 @@ act_restore(struct drill *dr, struct dnode *from, struct dnode *to)
 {
 	if (dr->o->mode == DRILL_GRACEFUL) {
 		if (dr->o->hold_s)
-			sleep_ms((int)dr->o->hold_s * 1000);
+			query_sleep_ms((int)dr->o->hold_s * 1000);
 		return step(dr, to, false);
 	}
 	event(dr, to, "restore (--restore-cmd)");

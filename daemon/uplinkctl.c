@@ -22,6 +22,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "drill.h"
+#include "handover.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -41,7 +42,8 @@ struct request_args {
 	char *argv[CTL_MAX_ARGS];
 	char limit[24];		/* normalised --limit value */
 	char state[8];		/* normalised ha state */
-	struct drill_opts drill;	/* drill runs here, not in the daemon */
+	struct drill_opts drill;	/* drill and handover run here, not in */
+	struct handover_opts handover;	/* the daemon */
 };
 
 enum parse_result {
@@ -59,6 +61,8 @@ struct command {
 	const char *options;	/* NULL when it has none of its own */
 	enum parse_result (*parse)(const struct command *cmd, int argc,
 	    char **argv, struct request_args *out, bool *json);
+	/* Runs in uplinkctl (drill, handover): returns the exit status. */
+	int (*run_here)(struct request_args *a, const char *socket, bool json);
 };
 
 static const char *exit_status_text =
@@ -364,15 +368,48 @@ parse_ha(const struct command *cmd, int argc, char **argv,
 	return PARSE_USAGE;
 }
 
+struct secs_opt {
+	const char *name;
+	size_t offset;		/* of an unsigned in the options struct */
+	unsigned min, max;
+};
+
+/* argv[*i] as one of opts (a number of seconds into base + offset): 1
+ * taken, 0 not one of them, -1 usage error (printed). */
+static int
+secs_option(const struct command *cmd, int argc, char **argv, int *i,
+    const struct secs_opt *opts, size_t nopts, void *base)
+{
+	for (size_t k = 0; k < nopts; k++) {
+		unsigned long n;
+		const char *v;
+		char *end;
+		int rc;
+
+		if ((rc = option_value(cmd, argc, argv, i, opts[k].name, NULL, &v)) != 1) {
+			if (rc == -1)
+				return -1;
+			continue;
+		}
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (errno || *end || v[0] == '\0' || v[0] == '-' || n < opts[k].min ||
+		    n > opts[k].max) {
+			usage_error(cmd, "%s: \"%s\" is not a number of seconds (%u..%u)",
+			    opts[k].name, v, opts[k].min, opts[k].max);
+			return -1;
+		}
+		*(unsigned *)((char *)base + opts[k].offset) = (unsigned)n;
+		return 1;
+	}
+	return 0;
+}
+
 static enum parse_result
 parse_drill(const struct command *cmd, int argc, char **argv,
     struct request_args *out, bool *json)
 {
-	static const struct {
-		const char *name;
-		size_t offset;
-		unsigned min, max;
-	} secs_opts[] = {
+	static const struct secs_opt secs_opts[] = {
 		{ "--timeout", offsetof(struct drill_opts, timeout_s), 1, 3600 },
 		{ "--settle", offsetof(struct drill_opts, settle_s), 0, 3600 },
 		{ "--watch", offsetof(struct drill_opts, watch_s), 1, 3600 },
@@ -439,26 +476,11 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 				matched = true;
 			}
 		}
-		for (size_t k = 0; k < sizeof(secs_opts) / sizeof(secs_opts[0]) && !matched; k++) {
-			unsigned long n;
-			char *end;
-
-			if ((rc = option_value(cmd, argc, argv, &i, secs_opts[k].name, NULL,
-			    &v)) == -1)
+		if (!matched) {
+			if ((rc = secs_option(cmd, argc, argv, &i, secs_opts,
+			    sizeof(secs_opts) / sizeof(secs_opts[0]), o)) == -1)
 				return PARSE_USAGE;
-			if (rc == 0)
-				continue;
-			errno = 0;
-			n = strtoul(v, &end, 10);
-			if (errno || *end || v[0] == '\0' || v[0] == '-' ||
-			    n < secs_opts[k].min || n > secs_opts[k].max) {
-				usage_error(cmd, "%s: \"%s\" is not a number of seconds "
-				    "(%u..%u)", secs_opts[k].name, v, secs_opts[k].min,
-				    secs_opts[k].max);
-				return PARSE_USAGE;
-			}
-			*(unsigned *)((char *)o + secs_opts[k].offset) = (unsigned)n;
-			matched = true;
+			matched = rc == 1;
 		}
 		if (matched)
 			continue;
@@ -497,6 +519,59 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 	return PARSE_OK;
 }
 
+static enum parse_result
+parse_handover(const struct command *cmd, int argc, char **argv,
+    struct request_args *out, bool *json)
+{
+	static const struct secs_opt secs_opts[] = {
+		{ "--timeout", offsetof(struct handover_opts, timeout_s), 1, 86400 },
+		{ "--stable", offsetof(struct handover_opts, stable_s), 0, 600 },
+		{ "--hold", offsetof(struct handover_opts, hold_s), 10, 3600 },
+	};
+	struct handover_opts *o = &out->handover;
+
+	o->timeout_s = 120;
+	o->stable_s = 3;
+	o->hold_s = 300;
+	for (int i = 0; i < argc; i++) {
+		int rc;
+
+		if (is_help(argv[i])) {
+			command_help(cmd);
+			return PARSE_HELP;
+		}
+		if (is_json(argv[i])) {
+			*json = true;
+			continue;
+		}
+		if ((rc = secs_option(cmd, argc, argv, &i, secs_opts,
+		    sizeof(secs_opts) / sizeof(secs_opts[0]), o)) == -1)
+			return PARSE_USAGE;
+		if (rc == 1)
+			continue;
+		usage_error(cmd, "%s \"%s\"", argv[i][0] == '-' ? "unknown option" :
+		    "unexpected argument", argv[i]);
+		return PARSE_USAGE;
+	}
+	return PARSE_OK;
+}
+
+static int
+run_drill(struct request_args *a, const char *socket, bool json)
+{
+	a->drill.socket = socket;
+	a->drill.json = json;
+	return drill_run(&a->drill);
+}
+
+static int
+run_handover(struct request_args *a, const char *socket, bool json)
+{
+	a->handover.socket = socket;
+	a->handover.json = json;
+	return handover_run(&a->handover);
+}
+
 static const struct command commands[] = {
 	{
 		"status", CTL_STATUS, "show the node's state",
@@ -508,7 +583,7 @@ static const struct command commands[] = {
 		"    the state of the sync channel (peer, connection,\n"
 		"    authentication, lag, frames sent and received, resyncs and\n"
 		"    rejected frames by reason).\n",
-		NULL, parse_none,
+		NULL, parse_none, NULL,
 	},
 	{
 		"providers", CTL_PROVIDERS, "list the providers and their health",
@@ -516,7 +591,7 @@ static const struct command commands[] = {
 		"    Lists every configured provider with its interface, gateway,\n"
 		"    SNAT address, mark, routing table, weight, health state and\n"
 		"    the state of its probes.\n",
-		NULL, parse_none,
+		NULL, parse_none, NULL,
 	},
 	{
 		"flows", CTL_FLOWS, "list tracked flows",
@@ -528,7 +603,7 @@ static const struct command commands[] = {
 		"        Only flows through provider NAME.\n"
 		"    -n, --limit N\n"
 		"        At most N flows (1 to 100000000).\n",
-		parse_flows,
+		parse_flows, NULL,
 	},
 	{
 		"sync", CTL_SYNC, "show the peer sync, or start a resync",
@@ -538,7 +613,7 @@ static const struct command commands[] = {
 		"    (bulk resync) and sends ours.\n",
 		"    --resync\n"
 		"        Start a bulk resync.\n",
-		parse_sync,
+		parse_sync, NULL,
 	},
 	{
 		"drain", CTL_DRAIN, "stop sending new flows to a provider",
@@ -546,14 +621,14 @@ static const struct command commands[] = {
 		"    Marks PROVIDER as draining: it gets no new flows, while its\n"
 		"    established flows keep going through it.  Undone by\n"
 		"    \"uplinkctl undrain\" and by a restart.\n",
-		NULL, parse_provider,
+		NULL, parse_provider, NULL,
 	},
 	{
 		"undrain", CTL_UNDRAIN, "let a drained provider take new flows",
 		"undrain PROVIDER",
 		"    Ends the draining of PROVIDER; it takes new flows again while\n"
 		"    its health checks say it is up.\n",
-		NULL, parse_provider,
+		NULL, parse_provider, NULL,
 	},
 	{
 		"ha", CTL_HA, "set the HA role (keepalived notify)",
@@ -562,7 +637,7 @@ static const struct command commands[] = {
 		"    master it commits the peer's flows into the kernel before\n"
 		"    taking traffic; on backup and fault it keeps receiving them.\n"
 		"    The state may be given in upper case, as keepalived passes it.\n",
-		NULL, parse_ha,
+		NULL, parse_ha, NULL,
 	},
 	{
 		"reload", CTL_RELOAD, "reload the configuration",
@@ -570,7 +645,7 @@ static const struct command commands[] = {
 		"    Reads the configuration file again and switches to it only\n"
 		"    when it is valid (like SIGHUP); otherwise the errors are\n"
 		"    reported and the running configuration stays.\n",
-		NULL, parse_none,
+		NULL, parse_none, NULL,
 	},
 	{
 		"metrics", CTL_METRICS, "print counters in Prometheus text format",
@@ -578,7 +653,7 @@ static const struct command commands[] = {
 		"    Prints uplinkd's counters and gauges in the Prometheus text\n"
 		"    exposition format (for a textfile collector or a scrape\n"
 		"    wrapper).  --json has no effect on it.\n",
-		NULL, parse_none,
+		NULL, parse_none, NULL,
 	},
 	{
 		"drill", CTL_DRILL, "run a failover drill and report",
@@ -654,7 +729,39 @@ static const struct command commands[] = {
 		"    --force\n"
 		"        Run although the pair is not in sync; the flows the standby\n"
 		"        could not carry are listed in the report.\n",
-		parse_drill,
+		parse_drill, run_drill,
+	},
+	{
+		"handover", CTL_DRILL, "make this node safe to stop or restart",
+		"handover [OPTIONS]",
+		"    Run before stopping or restarting uplinkd on a node of a pair\n"
+		"    (the ansible role does, for a new binary or certificates).  A\n"
+		"    restart loses the daemon's state, so the peer must hold it all\n"
+		"    first, and the addresses must be on the peer before the master\n"
+		"    goes.\n"
+		"\n"
+		"    It waits until the pair has been in sync for --stable seconds\n"
+		"    in a row.  On a backup that is all.  A master then steps down\n"
+		"    (uplinkd writes the fault value into keepalived's track file,\n"
+		"    keepalived releases the addresses and the peer takes them) and\n"
+		"    the command waits until the peer says it is master.  If the\n"
+		"    peer drops off meanwhile, because it is restarting too, this\n"
+		"    node steps up again at once and waits for the pair anew: the\n"
+		"    two nodes are never down together, even when both run this at\n"
+		"    the same time.  The step-down lasts until uplinkd stops, or\n"
+		"    --hold seconds.  A node without a peer has nothing to hand over.\n"
+		"\n"
+		"    Progress goes to stderr; the verdict to stdout: safe, verdict,\n"
+		"    role, sync (the sync channel's state), seconds.\n"
+		"    Exit status 0: safe to stop; 1: not within --timeout (the\n"
+		"    reason is printed; a step-down is undone).\n",
+		"    --timeout SECONDS\n"
+		"        Bound of the whole command.  Default 120.\n"
+		"    --stable SECONDS\n"
+		"        How long the pair must have been in sync.  Default 3.\n"
+		"    --hold SECONDS\n"
+		"        Bound of the step-down of a master (10..3600).  Default 300.\n",
+		parse_handover, run_handover,
 	},
 };
 
@@ -781,11 +888,8 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	if (cmd->type == CTL_DRILL) {
-		args.drill.socket = socket_path;
-		args.drill.json = json;
-		return drill_run(&args.drill);
-	}
+	if (cmd->run_here != NULL)
+		return cmd->run_here(&args, socket_path, json);
 	if (ctl_call(socket_path, cmd->type, json ? CTL_F_JSON : 0, args.argc,
 	    args.argv, UPLINKCTL_TIMEOUT_MS, &status, &body) == -1) {
 		fprintf(stderr, "uplinkctl: cannot reach uplinkd at %s: %s\n",

@@ -29,9 +29,11 @@
 #              external cache (filled by -B from gw1, whose conntrackd is
 #              then stopped and table emptied), the call's wall time
 #
-# Part 2, kill-mode drills (kill -9 of the daemon on the active node while
-# keepalived keeps running; keepalived's liveness script then puts the
-# node into fault), the roles alternating (nopreempt: the killed node is
+# Part 2, kill-mode drills (KILL=daemon: kill -9 of the daemon on the
+# active node while keepalived keeps running, which then learns of it from
+# uplinkd's guard, or for conntrackd from its liveness script; KILL=both:
+# kill -9 of the daemon and keepalived, the issue's kill mode, whose VRRP
+# child then steps down), the roles alternating (nopreempt: the killed node is
 # restored, resyncs and stays backup; the next drill kills the other
 # one).  Long-lived TCP connections and UDP flows (labtraffic long, RATE
 # records/s each) run through the pair from the client to the server.
@@ -77,7 +79,8 @@
 #        raw+ev and uplinkd per N, medians in the summary), KINDS ("uplinkd conntrackd"),
 #        DRILLS (20), HELD (100000), HELD_DRILLS (10), BIG_CONNS (10000),
 #        BIG_DRILLS (1), TCP_CONNS (500), UDP_FLOWS (100), RATE (10),
-#        BIG_RATE (2), SETTLE (4 s after the takeover), IDLE_WAIT (60 s for
+#        BIG_RATE (2), SETTLE (4 s after the takeover), KILL (daemon or
+#        both, see part 2; default daemon), IDLE_WAIT (60 s for
 #        a quiet machine), LAB_PREFIX (uhb).
 # nf_conntrack_max is global (set in the init netns) and limits each netns
 # separately: raised for the largest N and restored at exit unless someone
@@ -103,6 +106,7 @@ BIG_RATE=${BIG_RATE:-2}
 SETTLE=${SETTLE:-4}
 IDLE_WAIT=${IDLE_WAIT:-60}
 INJECT_REPEAT=${INJECT_REPEAT:-3}
+KILL=${KILL:-daemon}
 B=$UPLINKD_BUILD/tests/bench
 CTGEN=$B/ctgen
 CTINJECT=$B/ctinject
@@ -122,6 +126,7 @@ LT=$UPLINKD_BUILD/tests/lab/labtraffic
 for k in $KINDS; do
 	case $k in uplinkd | conntrackd) ;; *) die "unknown kind $k" ;; esac
 done
+case $KILL in daemon | both) ;; *) die "KILL: daemon or both, not $KILL" ;; esac
 for t in conntrackd keepalived conntrack iptables python3; do
 	command -v $t >/dev/null 2>&1 || die "$t is not installed (deploy/install-deps.sh)"
 done
@@ -674,18 +679,31 @@ ready() {
 	fi
 }
 kill_active() {	# KIND ACTIVE
-	local pid
-	if [ "$1" = uplinkd ]; then pid=$(pid_of "uplinkd-$2"); else pid=$(pid_of "ctd-$2"); fi
-	kill -9 "$pid"
-	wait "$pid" 2>/dev/null	# our child (lab_start_bg): reaped without a job notice
+	local pids
+	if [ "$1" = uplinkd ]; then pids=$(pid_of "uplinkd-$2"); else pids=$(pid_of "ctd-$2"); fi
+	[ "$KILL" = both ] && pids="$pids $(pid_of "keepalived-$2")"
+	# shellcheck disable=SC2086 # a list of pids
+	kill -9 $pids
+	# shellcheck disable=SC2086
+	wait $pids 2>/dev/null	# our children (lab_start_bg): reaped without a job notice
 }
-restore() {	# KIND GW WANT: the daemon back; keepalived (still running) makes it backup
+restore() {	# KIND GW WANT: the daemon back; keepalived (still running or restarted) makes it backup
+	local p
+	if [ "$KILL" = both ]; then
+		# keepalived's VRRP child outlives a SIGKILL of its parent by
+		# the moment it takes to step down.
+		p=$(cat "$LAB_DIR/keepalived-$2.vrrp.pid" 2>/dev/null) &&
+			lab_wait_for "! [ -e /proc/$p ] || grep -q '^State:[[:space:]]*Z' /proc/$p/status" 10
+		rm -f "$LAB_DIR/keepalived-$2.main.pid" "$LAB_DIR/keepalived-$2.vrrp.pid"
+	fi
 	if [ "$1" = uplinkd ]; then
 		u_start "$2"
+		[ "$KILL" = daemon ] || lab_keepalived_start "$2" || die "keepalived $2"
 	else
 		ctd_start "$2"
 		# The notify script's -n asks the master for its state; ask once
 		# more if that went out before the sync channel was up.
+		[ "$KILL" = daemon ] || lab_keepalived_start "$2" || die "keepalived $2"
 		lab_wait_for "[ \$(ctd_count $2 external) -ge $3 ]" 10 ||
 			lab_exec "$2" conntrackd -C "$(ctd_conf "$2")" -n >/dev/null 2>&1
 	fi
@@ -804,7 +822,7 @@ hold() {
 
 drill_kind() {
 	local kind=$1 want
-	echo "# part 2: $kind, kill-mode drills (elapsed $(elapsed) s)"
+	echo "# part 2: $kind, kill-mode drills, KILL=$KILL (elapsed $(elapsed) s)"
 	pair_up "$kind"
 	echo gw1 >"$R/active"
 	traffic_start "$TCP_CONNS" "$UDP_FLOWS" "$RATE"
@@ -866,7 +884,7 @@ if [[ " $PARTS " == *" inject "* ]]; then
 fi
 if [[ " $PARTS " == *" drills "* ]]; then
 	echo
-	row "kill drills" uplinkd conntrackd ratio target met
+	row "kill drills (KILL=$KILL)" uplinkd conntrackd ratio target met
 	for tag in held0 held big; do
 		case $tag in
 		held0) what="~0 held ($((TCP_CONNS + UDP_FLOWS)) flows)" ;;

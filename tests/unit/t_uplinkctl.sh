@@ -12,7 +12,7 @@ top_srcdir=${top_srcdir:-.}
 top_builddir=${top_builddir:-.}
 bin=$(cd "$top_builddir" && pwd)/uplinkctl
 CLI_TIMEOUT=20		# seconds; uplinkctl's own is 10
-COMMANDS="status providers flows sync drain undrain ha reload metrics drill"
+COMMANDS="status providers flows sync drain undrain ha reload metrics drill handover"
 
 if [ ! -x "$bin" ]; then
 	echo "1..0 # SKIP uplinkctl not built"
@@ -107,6 +107,8 @@ usage 'no --fail-cmd or --restore-cmd' "drill graceful with a fail command" \
 usage '--timeout: "0" is not a number of seconds' "drill --timeout 0" \
     drill --mode graceful --timeout 0
 usage 'unknown option "--bogus"' "drill with an unknown option" drill --mode graceful --bogus
+usage '--hold: "5" is not a number of seconds \(10\.\.3600\)' "handover --hold 5" handover --hold 5
+usage 'unexpected argument "now"' "handover with an argument" handover now
 
 ctl -s /nonexistent/x.sock status
 [ $rc = 3 ] && grep -q 'cannot reach uplinkd at /nonexistent/x.sock' "$tmp/err" &&
@@ -276,8 +278,32 @@ reply 0 'not json'
 ctl -s "$sock" drill --mode graceful
 [ $rc = 1 ] && grep -q 'unreadable answer: offset 0' "$tmp/err"
 ok $? "drill: an answer that is not JSON is an error with its offset"
+# handover: a backup in sync is safe to stop at once, and asks nobody to
+# step down; a master whose peer never takes over steps up again and
+# fails; without a peer there is nothing to hand over.
+reply 0 '{"role":"backup","in_sync":true,"sync":{"state":"connected","peer_master":true}}'
 before=$(requests)
-for args in "drain" "flows --limit abc" "ha bogus" "status extra" "drill -m kill"; do
+ctl -s "$sock" --json handover --stable 0
+[ $rc = 0 ] && grep -q '"safe": true' "$tmp/out" && grep -q 'not master' "$tmp/out" &&
+    ! tail -n +$((before + 1)) "$tmp/log" | grep -q '"type": 10'
+ok $? "handover on a backup in sync: safe at once, no step-down"
+reply 0 '{"role":"master","in_sync":true,"sync":{"state":"connected","peer_master":false}}'
+before=$(requests)
+ctl -s "$sock" handover --stable 0 --timeout 1
+[ $rc = 1 ] && grep -q 'NOT safe\|safe: no' "$tmp/out" && grep -q 'did not take over within 1 s' "$tmp/out" &&
+    tail -n +$((before + 1)) "$tmp/log" | grep '"type": 10' | head -1 | grep -q '"step-down", "300"' &&
+    tail -n +$((before + 1)) "$tmp/log" | grep '"type": 10' | tail -1 | grep -q '"step-up"'
+ok $? "handover on a master whose peer does not take over: steps down, then up again, exit 1"
+reply 0 '{"role":"master","in_sync":false,"sync":{"state":"connected"}}'
+ctl -s "$sock" handover --timeout 1
+[ $rc = 1 ] && grep -q 'not in sync for 3 s in a row within 1 s' "$tmp/out"
+ok $? "handover with the pair out of sync: exit 1 after --timeout, says why"
+reply 0 '{"role":"master","in_sync":true,"sync":{"state":"disabled"}}'
+ctl -s "$sock" handover
+[ $rc = 0 ] && grep -q 'no peer is configured' "$tmp/out"
+ok $? "handover without a peer: nothing to hand over, exit 0"
+before=$(requests)
+for args in "drain" "flows --limit abc" "ha bogus" "status extra" "drill -m kill" "handover --stable x"; do
 	# shellcheck disable=SC2086
 	ctl -s "$sock" $args
 done
