@@ -225,6 +225,25 @@ hups2=$(grep -c 'SIGHUP: reloading' "$LAB_DIR/uplinkd-gw1.log")
 ok $? "uplinkd was reloaded (SIGHUP), not restarted (pid $pid1; SIGHUPs before $hups1, after $hups2)"
 check_flows "after the weight change"
 
+# ---- a new build: both nodes restart in one run, under traffic ----
+# Both plays run at once, as they do on real hosts; `uplinkctl handover`
+# (the restart handler) must keep the two from going down together.
+pid1=$(cat "$LAB_DIR/uplinkd-gw1.pid") pid2=$(cat "$LAB_DIR/uplinkd-gw2.pid")
+rm -f "$LAB_DIR"/gw[12]/usr/local/share/uplinkd/source-tree
+t1=$(date +%s)
+deploy rebuild
+r=$?
+ok $r "deploy of a new build (the installed tree forgotten on both nodes) succeeds ($(($(date +%s) - t1)) s)"
+[ $r -eq 0 ] || { show_failure rebuild gw1; show_failure rebuild gw2; }
+new1=$(cat "$LAB_DIR/uplinkd-gw1.pid") new2=$(cat "$LAB_DIR/uplinkd-gw2.pid")
+[ "$new1" != "$pid1" ] && [ "$new2" != "$pid2" ] &&
+	grep -q 'Hand over to the peer before restarting uplinkd' "$LAB_DIR/ansible-rebuild-gw1.log" &&
+	grep -q 'Hand over to the peer before restarting uplinkd' "$LAB_DIR/ansible-rebuild-gw2.log"
+ok $? "both daemons were restarted after a handover (gw1 pid $pid1 -> $new1, gw2 $pid2 -> $new2)"
+lab_wait_for "in_sync gw1 && in_sync gw2 && [ \"\$(jget gw1 'd[\"role\"]' status)\" = master ]" 60
+ok $? "then the pair is in sync and gw1 master again (gw2 $(jget gw2 'd["role"]' status))"
+check_flows "after both nodes restarted"
+
 # ---- the drill, on what ansible deployed ----
 t1=$(date +%s)
 (cd "$top" && ip netns exec "$(lab_ns gw1)" timeout 300 \
