@@ -11,6 +11,7 @@
 
 #define HANDOVER_POLL_MS 100
 #define HANDOVER_CALL_MS 5000
+#define HANDOVER_TAKEOVER_MS 5000
 
 #define EXIT_OK 0
 #define EXIT_FAILED 1
@@ -117,11 +118,13 @@ step(struct handover *h, bool down)
 	return 0;
 }
 
-/* Step 2 on a master: 0 handed over, 1 the peer dropped off (stepped up
- * again), -1 (err set). */
+/* Step 2 on a master: 0 handed over, 1 not now (stepped up again: the
+ * peer dropped off, or did not take over in time), -1 (err set). */
 static int
 hand_over(struct handover *h, struct pair_view *v)
 {
+	int64_t since = now_ms();
+
 	if (step(h, true) == -1)
 		return -1;
 	say(h, "%s", "stepping down: keepalived releases this node's addresses");
@@ -135,6 +138,19 @@ hand_over(struct handover *h, struct pair_view *v)
 		}
 		if (strcmp(v->role, "master") != 0 && v->peer_master)
 			return 0;
+		/* A takeover takes well under a second.  Longer, and the peer
+		 * may be stepping down too: both back off, for different
+		 * times, and try again. */
+		if (now_ms() - since >= HANDOVER_TAKEOVER_MS) {
+			int pause = HANDOVER_POLL_MS * (5 + (int)(now_ms() % 20));
+
+			say(h, "the peer has not taken over: stepping up again, retrying after "
+			    "a pause (%s)", "both nodes may be handing over");
+			if (step(h, false) == -1)
+				return -1;
+			query_sleep_ms(pause);
+			return 1;
+		}
 		if (now_ms() >= h->deadline_ms) {
 			snprintf(h->err, sizeof(h->err), "the peer did not take over within %u s "
 			    "(this node %s)", h->o->timeout_s, v->role);

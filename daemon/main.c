@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #define UPLINKD_MAX_FLOWS (4u << 20)
 #define UPLINKD_RESYNC_DELAY_MS 200
 #define UPLINKD_HA_TICK_MS 200
+#define UPLINKD_ROLE_REPAIR_MS 1000
 
 static void
 usage(FILE *out)
@@ -433,17 +435,84 @@ role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
 	}
 }
 
+/*
+ * How many providers' SNAT addresses are on this node's interfaces, or -1
+ * when that cannot be read.  keepalived moves them with the role
+ * (ha/keepalived.conf.j2): it adds them before it runs notify_master and
+ * removes them before notify_backup and notify_fault.
+ */
+static int
+addresses_held(const struct uplinkd *d)
+{
+	struct ifaddrs *all;
+	int held = 0;
+
+	if (getifaddrs(&all) == -1)
+		return -1;
+	for (size_t p = 0; p < d->cfg->nproviders; p++) {
+		const struct netaddr *want = &d->cfg->providers[p].source;
+
+		for (const struct ifaddrs *i = all; i != NULL; i = i->ifa_next) {
+			const struct sockaddr *sa = i->ifa_addr;
+			const void *a = NULL;
+
+			if (sa == NULL || sa->sa_family != want->family)
+				continue;
+			if (sa->sa_family == AF_INET)
+				a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+			else if (sa->sa_family == AF_INET6)
+				a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+			if (a != NULL && memcmp(a, want->a, netaddr_len(want)) == 0) {
+				held++;
+				break;
+			}
+		}
+	}
+	freeifaddrs(all);
+	return held;
+}
+
+/* The role the addresses contradict (master without any of them, backup
+ * or fault with all of them), or -1.  Only with a peer: a lone node is
+ * master without keepalived. */
+static int
+role_contradicted(const struct uplinkd *d, enum ha_role role, int held)
+{
+	int all = (int)d->cfg->nproviders;
+
+	if (!d->cfg->has_sync || held < 0 || all == 0)
+		return -1;
+	if (role == HA_MASTER && held == 0)
+		return HA_MASTER;
+	if ((role == HA_BACKUP || role == HA_FAULT_ROLE || role == HA_INIT) && held == all)
+		return (int)role;
+	return -1;
+}
+
 static enum ctl_status
 ctl_ha(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
     void *data)
 {
 	struct uplinkd *d = data;
 	enum ha_role role, old;
+	int held;
 
 	if (req->argc != 1 || ha_role_parse(req->argv[0], &role) == -1) {
 		snprintf(err, errlen, "expected master, backup or fault");
 		return CTL_USAGE;
 	}
+	/* A notify that a later transition overtook: keepalived runs each
+	 * one as a process of its own, and they can finish in any order. */
+	held = addresses_held(d);
+	if (role_contradicted(d, role, held) != -1) {
+		ha_count(d->ha, HA_STALE_NOTIFY);
+		snprintf(err, errlen, "stale: keepalived's %s, but %d of %zu provider addresses "
+		    "are here now (a later transition overtook it); role stays %s",
+		    ha_role_name(role), held, d->cfg->nproviders, ha_role_name(ha_role(d->ha)));
+		log_warnx("ha: %s", err);
+		return CTL_FAILED;
+	}
+	d->role_mismatch_ms = 0;
 	old = ha_set_role(d->ha, role, "keepalived", ev_now_ms(d->loop));
 	role_effects(d, old, role);
 	emit_str(out, "role", ha_role_name(role));
@@ -480,9 +549,44 @@ ha_evaluate(struct uplinkd *d)
 	ha_update(d->ha, &in, ev_now_ms(d->loop));
 }
 
+/*
+ * A role the addresses have contradicted for UPLINKD_ROLE_REPAIR_MS is
+ * repaired from them: a notify was lost, or overtaken and refused, or the
+ * daemon restarted after keepalived's last transition.  Without all
+ * addresses a master becomes backup (which of backup and fault keepalived
+ * is in, the addresses cannot tell).
+ */
+static void
+role_repair(struct uplinkd *d)
+{
+	enum ha_role role = ha_role(d->ha), old, want;
+	int held = addresses_held(d);
+	int64_t now = ev_now_ms(d->loop);
+	char why[128];
+
+	if (role_contradicted(d, role, held) == -1) {
+		d->role_mismatch_ms = 0;
+		return;
+	}
+	if (d->role_mismatch_ms == 0)
+		d->role_mismatch_ms = now;
+	if (now - d->role_mismatch_ms < UPLINKD_ROLE_REPAIR_MS)
+		return;
+	want = role == HA_MASTER ? HA_BACKUP : HA_MASTER;
+	snprintf(why, sizeof(why), "%d of %zu provider addresses here for %d ms", held,
+	    d->cfg->nproviders, UPLINKD_ROLE_REPAIR_MS);
+	log_warnx("ha: role %s, but %s: keepalived's notify was lost or overtaken; %s now",
+	    ha_role_name(role), why, ha_role_name(want));
+	old = ha_set_role(d->ha, want, why, now);
+	role_effects(d, old, want);
+	ha_count(d->ha, HA_ROLE_REPAIR);
+	d->role_mismatch_ms = 0;
+}
+
 static int64_t
 on_ha_timer(void *data)
 {
+	role_repair(data);
 	ha_evaluate(data);
 	return UPLINKD_HA_TICK_MS;
 }

@@ -48,6 +48,9 @@ struct uplinkd {
 		double check_ms;
 		uint64_t present, created, conflicts, failed;
 	} takeover;
+	/* keepalived's notifies may run out of order: the provider SNAT
+	 * addresses (its VIPs) are the truth the role must match. */
+	int64_t role_mismatch_ms;	/* since when role and addresses differ */
 	int64_t start_ms;
 	int64_t start_wall_s;
 	bool draining[CFG_MAX_PROVIDERS];

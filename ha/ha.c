@@ -27,6 +27,7 @@ struct ha {
 	int64_t role_since_ms;
 	int64_t start_ms;
 	uint64_t transitions;
+	uint64_t stale_notifies, role_repairs;
 	char last_reason[96];
 	int value;			/* what the file says (or should say) */
 	bool written;			/* ... and it does */
@@ -349,6 +350,15 @@ ha_ready(const struct ha *ha)
 }
 
 void
+ha_count(struct ha *ha, enum ha_count what)
+{
+	if (what == HA_STALE_NOTIFY)
+		ha->stale_notifies++;
+	else
+		ha->role_repairs++;
+}
+
+void
 ha_step_down(struct ha *ha, int64_t until_ms)
 {
 	ha->step_down_until_ms = until_ms;
@@ -378,6 +388,8 @@ ha_report(const struct ha *ha, struct emit *out, int64_t now_ms, bool detail)
 	emit_i64(out, "track_value", ha->value);
 	emit_bool(out, "track_written", ha->written);
 	emit_u64(out, "transitions", ha->transitions);
+	emit_u64(out, "stale_notifies", ha->stale_notifies);
+	emit_u64(out, "role_repairs", ha->role_repairs);
 	emit_str(out, "last_transition", ha->last_reason[0] ? ha->last_reason : NULL);
 	emit_object_end(out);
 }

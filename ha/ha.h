@@ -103,6 +103,14 @@ struct ha_inputs {
 void ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms);
 bool ha_ready(const struct ha *ha);
 
+/* What the owner saw of keepalived's notifies, for `status`: a notify the
+ * addresses contradicted (refused), a role set from the addresses. */
+enum ha_count {
+	HA_STALE_NOTIFY,
+	HA_ROLE_REPAIR,
+};
+void ha_count(struct ha *ha, enum ha_count what);
+
 /* A drill's step-down: -HA_FAULT in the track file until until_ms (a
  * bound, so that a drill that dies does not leave the node out of the
  * pair for good); 0 ends it.  Takes effect at the next ha_update. */

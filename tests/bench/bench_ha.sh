@@ -212,6 +212,9 @@ u_in_sync() { [ "$(uget "$1" 'd["in_sync"]')" = True ]; }
 u_start() {	# u_start gwN [master|backup]
 	lab_uplinkd_start "$1" || die "uplinkd on $1 did not start"
 	lab_wait_for "lab_uplinkctl $1 status" 20 || die "uplinkd on $1 does not answer"
+	# As keepalived would: the addresses first (uplinkd refuses a master
+	# role without them).
+	if [ "${2:-}" = master ]; then lab_vip_add "$1" || die "addresses on $1"; fi
 	[ -z "${2:-}" ] || lab_uplinkctl "$1" ha "$2" >/dev/null || die "uplinkctl ha $2 on $1 failed"
 }
 

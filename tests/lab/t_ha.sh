@@ -83,6 +83,27 @@ ok $? "gw1 (priority 150) becomes master, gw2 backup ($took s)"
 lab_wait_for "in_sync gw1 && in_sync gw2" 30
 ok $? "the pair is in sync"
 
+# keepalived runs each notify as a process of its own, and two of them can
+# finish in the wrong order; the provider addresses (its VIPs) decide.
+lab_uplinkctl gw2 ha master >"$LAB_DIR/stale.out" 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q 'stale' "$LAB_DIR/stale.out" && [ "$(role gw2)" = backup ]
+ok $? "a master notify on the node without the addresses is refused as stale ($(head -c 120 "$LAB_DIR/stale.out"))"
+# A lost notify: the addresses appear without one (on lo, and with
+# arp_ignore so that gw2 does not answer ARP for gw1's addresses); the
+# role follows them, and back.
+arp_ignore=$(lab_exec gw2 sysctl -n net.ipv4.conf.all.arp_ignore)
+lab_exec gw2 sysctl -qw net.ipv4.conf.all.arp_ignore=1 &&
+	lab_exec gw2 ip addr add 198.51.100.10/32 dev lo &&
+	lab_exec gw2 ip addr add 203.0.113.10/32 dev lo &&
+	lab_wait_for "[ \"\$(role gw2)\" = master ]" 10
+ok $? "the provider addresses without a notify: gw2's role follows them to master ($(jget gw2 'd["ha"]["role_repairs"]' status) repair)"
+lab_exec gw2 ip addr del 198.51.100.10/32 dev lo
+lab_exec gw2 ip addr del 203.0.113.10/32 dev lo
+lab_exec gw2 sysctl -qw "net.ipv4.conf.all.arp_ignore=$arp_ignore"
+lab_wait_for "[ \"\$(role gw2)\" = backup ] && in_sync gw1 && in_sync gw2" 20
+ok $? "... and back to backup when they go (stale notifies $(jget gw2 'd["ha"]["stale_notifies"]' status), repairs $(jget gw2 'd["ha"]["role_repairs"]' status))"
+
 lab_start_bg srv server "$LT" server --tcp 5001 --udp 5002 --report "$LAB_DIR/server.report" \
 	--deadline 1500
 lab_wait_for "lab_exec srv ss -ltn | grep -q :5001" 10
