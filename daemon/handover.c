@@ -77,27 +77,37 @@ view(struct handover *h, struct pair_view *v)
 	return 0;
 }
 
-/* Step 1: 0 once in sync for stable_s, 1 without a peer, -1 (err set). */
+/*
+ * Step 1: 0 once the pair has been in sync for stable_s (a backup: with
+ * the peer master all along) or twice that (a master), 1 without a peer,
+ * -1 (err set).  The longer wait of a master lets a backup that restarts
+ * at the same moment show as gone before the master steps down, and a
+ * backup does not go while the master is stepping down.
+ */
 static int
 wait_stable(struct handover *h, struct pair_view *v)
 {
-	int64_t since = 0;
+	int64_t since = 0, need;
 
 	for (;;) {
 		if (view(h, v) == -1)
 			return -1;
 		if (!v->has_peer)
 			return 1;
-		if (!v->in_sync)
+		need = (int64_t)h->o->stable_s * 1000;
+		if (strcmp(v->role, "master") == 0)
+			need *= 2;
+		if (!v->in_sync || (strcmp(v->role, "master") != 0 && !v->peer_master))
 			since = 0;
 		else if (since == 0)
 			since = now_ms();
-		if (since != 0 && now_ms() - since >= (int64_t)h->o->stable_s * 1000)
+		if (since != 0 && now_ms() - since >= need)
 			return 0;
 		if (now_ms() >= h->deadline_ms) {
-			snprintf(h->err, sizeof(h->err), "the pair was not in sync for %u s in a "
-			    "row within %u s (sync %s): stopping this node now would lose what "
-			    "the peer lacks", h->o->stable_s, h->o->timeout_s, v->sync_state);
+			snprintf(h->err, sizeof(h->err), "the pair was not in sync (and the peer "
+			    "master, or this node) for %lld s in a row within %u s (sync %s): "
+			    "stopping this node now would lose what the peer lacks",
+			    (long long)need / 1000, h->o->timeout_s, v->sync_state);
 			return -1;
 		}
 		query_sleep_ms(HANDOVER_POLL_MS);

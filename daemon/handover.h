@@ -4,8 +4,9 @@
  * everything first, and if this node is master the addresses must move to
  * the peer before it goes.
  *
- *   1. wait until the pair has been in sync for stable_s in a row (a peer
- *      that is itself restarting shows as not connected within that time)
+ *   1. wait until the pair has been in sync for stable_s in a row, with
+ *      the peer master all along (a master: twice as long; a peer that is
+ *      itself restarting shows as not connected within that time)
  *   2. backup: done.  master: step down (uplinkd writes the fault value
  *      into keepalived's track file for at most hold_s; ha.h) and wait
  *      until this node is no longer master and the peer says it is.  If

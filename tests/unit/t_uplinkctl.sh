@@ -296,7 +296,7 @@ ctl -s "$sock" handover --stable 0 --timeout 1
 ok $? "handover on a master whose peer does not take over: steps down, then up again, exit 1"
 reply 0 '{"role":"master","in_sync":false,"sync":{"state":"connected"}}'
 ctl -s "$sock" handover --timeout 1
-[ $rc = 1 ] && grep -q 'not in sync for 3 s in a row within 1 s' "$tmp/out"
+[ $rc = 1 ] && grep -q 'for 6 s in a row within 1 s' "$tmp/out"
 ok $? "handover with the pair out of sync: exit 1 after --timeout, says why"
 reply 0 '{"role":"master","in_sync":true,"sync":{"state":"disabled"}}'
 ctl -s "$sock" handover
