@@ -46,6 +46,7 @@ ROOTFS_PKGS="systemd systemd-sysv dbus iptables nftables libnetfilter-queue1
 ROOTFS_VERSION=1	# bump to force a rebuild of the cache
 ROOT=$USD_RUN/root
 SRV=192.0.2.10
+NFT_TABLE=$(sed -n 's/^#define RULES_NFT_TABLE "\(.*\)"/\1/p' "$top/daemon/rules.h")
 WAIT=${WAIT:-30}	# seconds, the bound of every wait for the container
 
 heavy() { nice -n 19 ionice -c3 "$@"; }
@@ -262,9 +263,23 @@ ok $? "uplinkctl status answers on /run/uplinkd/uplinkd.sock (RuntimeDirectory=)
 lab_wait_for 'cx uplinkctl --json status | grep -q "\"up\": *true"' 10
 cx uplinkctl status 2>&1 | head -12 | sed 's/^/#   /'
 
+# The sandbox is really there: the bounding set is CAP_NET_ADMIN and
+# CAP_NET_RAW (bits 12, 13), no new privileges, a seccomp filter
+# (RestrictAddressFamilies=, SystemCallArchitectures=, ...), / read-only.
+ps=$(cx cat "/proc/$pid1/status" 2>/dev/null | awk '/^(CapBnd|NoNewPrivs|Seccomp):/ { printf "%s%s ", $1, $2 }')
+rootmnt=$(cx awk '$5 == "/" { print $6 }' "/proc/$pid1/mountinfo" 2>/dev/null | cut -d, -f1)
+[ "$ps" = "CapBnd:0000000000003000 NoNewPrivs:1 Seccomp:2 " ] && [ "$rootmnt" = ro ]
+ok $? "the main process runs sandboxed (${ps}root $rootmnt)"
+# Not a check: systemd 252 leaves /run writable under ProtectSystem=strict
+# when ProtectKernelTunables= or ProtectControlGroups= is set (they imply
+# MountAPIVFS=), so this test cannot show that the unit's xtables.lock
+# lines are needed.
+diag "/run in the daemon's mount namespace: $(cx awk '$5 == "/run" { print $6 }' "/proc/$pid1/mountinfo" 2>/dev/null | cut -d, -f1)"
+
 rules=$(lab_exec gw1 iptables-save 2>/dev/null | grep -c -- '-j UPLINKD-')
-lab_exec gw1 iptables-save | grep -q -- '-j NFQUEUE' && [ "${rules:-0}" -ge 3 ]
-ok $? "the rules are in place under the hardening ($rules jumps into UPLINKD-* chains, an NFQUEUE rule)"
+lab_exec gw1 iptables-save | grep -q -- '-j NFQUEUE' && [ "${rules:-0}" -ge 3 ] &&
+	lab_exec gw1 nft list table ip "$NFT_TABLE" >/dev/null 2>&1
+ok $? "iptables-restore and nft, children of the sandboxed daemon, put the rules in place ($rules jumps into UPLINKD-* chains, an NFQUEUE rule, nft table $NFT_TABLE)"
 
 # keepalived: started after READY=1 (its start job ran once uplinkd was
 # active), and master with the addresses.
@@ -354,7 +369,39 @@ ok $? "systemctl stop uplinkd: $st"
 [ "$(sshow keepalived.service ActiveState)" = inactive ]
 ok $? "keepalived was stopped with it (Requires=)"
 left=$(lab_exec gw1 iptables-save 2>/dev/null | grep -c 'UPLINKD')
-ok "$([ "${left:-1}" -eq 0 ] && echo 0 || echo 1)" "the stop removed uplinkd's rules ($left left)"
+lab_exec gw1 nft list table ip "$NFT_TABLE" >/dev/null 2>&1 && left=$((left + 1))
+ok "$([ "${left:-1}" -eq 0 ] && echo 0 || echo 1)" "the stop removed uplinkd's rules and nft table ($left left)"
+
+# ---- iptables-legacy: the xtables lock under ProtectSystem=strict ----
+# Debian 12's iptables is iptables-nft, which takes no lock; the legacy
+# backend takes /run/xtables.lock (the unit's ExecStartPre=+touch and
+# ReadWritePaths=).  Starting keepalived pulls uplinkd in (Requires=) and
+# waits for its READY=1 (After=).
+cx update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy &&
+	cx rm -f /run/xtables.lock &&
+	cx timeout "$WAIT" systemctl start keepalived.service
+r=$?
+u_ready=$(sshow uplinkd.service ActiveEnterTimestampMonotonic)
+k_start=$(sshow keepalived.service InactiveExitTimestampMonotonic)
+st=$(props uplinkd.service ActiveState SubState)
+[ $r -eq 0 ] && [ "$st" = "ActiveState=active SubState=running" ] &&
+	[ "$(sshow keepalived.service ActiveState)" = active ] && [ "${k_start:-0}" -ge "${u_ready:-1}" ]
+ok $? "iptables-legacy: systemctl start keepalived starts uplinkd first and itself after READY=1 ($st; ready $u_ready us, keepalived $k_start us)"
+[ "$st" = "ActiveState=active SubState=running" ] ||
+	cx journalctl -b --no-pager -u uplinkd.service | tail -6 | sed 's/^/#   /'
+rules=$(lab_exec gw1 iptables-legacy-save 2>/dev/null | grep -c -- '-j UPLINKD-')
+[ "${rules:-0}" -ge 3 ] && cx test -f /run/xtables.lock
+ok $? "iptables-legacy: the rules are in place ($rules jumps into UPLINKD-* chains), /run/xtables.lock created"
+lab_wait_for 'lab_exec gw1 ip -br addr show lan0 | grep -q " 10\.0\.0\.1/24"' 15
+lab_exec client timeout 60 "$(lab_labtraffic)" short --to "$SRV:5001" --count 40 --concurrency 4 \
+	--id-base 2000 >"$OUT/short3.log" 2>&1
+r=$?
+[ $r -eq 0 ] && [ "$(lab_leaks)" -eq 0 ]
+ok $? "iptables-legacy: 40 connections succeed ($(tail -1 "$OUT/short3.log"))"
+cx timeout "$WAIT" systemctl stop uplinkd.service
+left=$(lab_exec gw1 iptables-legacy-save 2>/dev/null | grep -c 'UPLINKD')
+[ "$(sshow keepalived.service ActiveState)" = inactive ] && [ "${left:-1}" -eq 0 ]
+ok $? "iptables-legacy: the stop removed the rules ($left left) and stopped keepalived"
 
 # Nothing in the unit's journal says the sandbox got in the way.
 denied=$(cx journalctl -b --no-pager -u uplinkd.service |
