@@ -90,13 +90,24 @@ rootfs() {
 }
 
 nspawn_pid() { cat "$USD_RUN/nspawn.pid" 2>/dev/null; }
-# The container's init: the systemd child of nspawn's child.
-leader() {
-	local p
-	p=$(nspawn_pid) || return 1
-	ps -e -o pid=,ppid=,comm= | awk -v p="$p" '
-		{ pid[$1] = $2; comm[$1] = $3 }
-		END { for (c in pid) if (comm[c] == "systemd" && (pid[c] == p || pid[pid[c]] == p)) print c }' | head -1
+# The container's init: the systemd child of nspawn.
+leader_of() {
+	local c
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		[ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ] && { echo "$c"; return 0; }
+	done
+	return 1
+}
+leader() { leader_of "$(nspawn_pid)"; }
+# Our nspawn processes: the one in the pid file, and any other nspawn for
+# our machine name (a run killed before it wrote or read the pid file).
+our_nspawns() {
+	local f p
+	for f in /proc/[0-9]*/cmdline; do
+		p=${f#/proc/}; p=${p%/cmdline}
+		tr '\0' '\n' <"$f" 2>/dev/null | head -1 | grep -q 'systemd-nspawn$' &&
+			tr '\0' '\n' <"$f" 2>/dev/null | grep -qx -- "--machine=$USD_MACHINE" && echo "$p"
+	done
 }
 # Runs a command inside the container (all its namespaces).
 cx() { nsenter -t "$LEADER" -a -- "$@"; }
@@ -110,36 +121,46 @@ props() {
 	echo "$out"
 }
 
-# Stops a container of ours: nspawn turns SIGTERM into an orderly halt;
-# when that takes too long, SIGKILL to the container's init ends every
-# process in it.  Only the pid in our pid file, and only when it is nspawn
-# for our machine name.
+# Stops our containers: nspawn turns SIGTERM into an orderly halt; when
+# that takes too long, SIGKILL to the container's init ends every process
+# in it, and nspawn with it.
 container_stop() {
 	local p l i
-	p=$(nspawn_pid) || return 0
-	if kill -0 "$p" 2>/dev/null && tr '\0' ' ' <"/proc/$p/cmdline" | grep -q -- "--machine=$USD_MACHINE"; then
-		l=$(leader)
-		kill -TERM "$p"
+	for p in $(our_nspawns); do
+		l=$(leader_of "$p")
+		kill -TERM "$p" 2>/dev/null
 		for ((i = 0; i < WAIT * 10; i++)); do
 			kill -0 "$p" 2>/dev/null || break
 			sleep 0.1
 		done
 		if kill -0 "$p" 2>/dev/null; then
-			echo "# the container did not halt in $WAIT s; killing it" >&2
+			echo "# the container (nspawn $p) did not halt in $WAIT s; killing its init ${l:-?}" >&2
 			[ -n "$l" ] && kill -KILL "$l" 2>/dev/null
-			sleep 1
+			for ((i = 0; i < 50; i++)); do
+				kill -0 "$p" 2>/dev/null || break
+				sleep 0.1
+			done
 			kill -KILL "$p" 2>/dev/null
 		fi
-	fi
+	done
 	rm -f "$USD_RUN/nspawn.pid"
 }
 
 # Everything a run of this test creates, and only that.
 teardown() {
+	local i
 	container_stop
 	lab_stop server >/dev/null 2>&1
-	mountpoint -q "$ROOT" && umount "$ROOT"
-	[ -d "$USD_RUN" ] && rm -rf "$USD_RUN"
+	for ((i = 0; i < 5; i++)); do
+		mountpoint -q "$ROOT" || break
+		umount "$ROOT" || sleep 1
+	done
+	# Never delete through a mounted overlay.
+	if mountpoint -q "$ROOT"; then
+		echo "# $ROOT is still mounted; $USD_RUN left in place" >&2
+	elif [ -d "$USD_RUN" ]; then
+		rm -rf "$USD_RUN"
+	fi
 	# nspawn's own directory for the machine (its cleanup refuses to
 	# remove it when /run is not a tmpfs).
 	rmdir "/run/systemd/nspawn/propagate/$USD_MACHINE" 2>/dev/null
@@ -230,7 +251,8 @@ t1=$(date +%s)
 # --network-namespace-path alone gives the container no CAP_NET_ADMIN (it
 # does with --private-network): without it uplinkd fails at once
 # ("conntrack events ...: Operation not permitted").
-heavy systemd-nspawn -D "$ROOT" --boot --register=no --keep-unit --machine="$USD_MACHINE" \
+# Not through heavy(): $! must be nspawn's own pid (nice and ionice exec).
+nice -n 19 ionice -c3 systemd-nspawn -D "$ROOT" --boot --register=no --keep-unit --machine="$USD_MACHINE" \
 	--capability=CAP_NET_ADMIN \
 	--network-namespace-path="/run/netns/$(lab_ns gw1)" --console=pipe \
 	</dev/null >"$USD_RUN/nspawn.log" 2>&1 &
