@@ -73,7 +73,7 @@ rootfs() {
 		[ -e "$d" ] && rm -rf "$d"
 	done
 	t0=$(date +%s)
-	heavy timeout 1200 debootstrap --variant=minbase \
+	heavy timeout 600 debootstrap --variant=minbase \
 		--include="$(printf '%s\n' $ROOTFS_PKGS | paste -sd,)" \
 		"$SUITE" "$dir.tmp" "$(mirror)" >"$OUT/debootstrap.log" 2>&1 || {
 		echo "debootstrap failed: $(tail -3 "$OUT/debootstrap.log" | tr '\n' ' ')" >&2
@@ -110,7 +110,7 @@ our_nspawns() {
 	done
 }
 # Runs a command inside the container (all its namespaces).
-cx() { nsenter -t "$LEADER" -a -- "$@"; }
+cx() { timeout "$WAIT" nsenter -t "$LEADER" -a -- "$@"; }
 sshow() { cx systemctl show -p "$2" --value "$1"; }
 # props UNIT P...: "P=value ..." in the order asked (systemctl show prints
 # its own order).
