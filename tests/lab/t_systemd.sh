@@ -6,7 +6,8 @@
 # Type=notify reaches active (running) under the unit's hardening, the
 # rules and NFQUEUE carry real traffic, keepalived started only after
 # READY=1, `systemctl reload` keeps the main pid, a kill -9 is restarted,
-# and `systemctl stop` removes the rules and stops keepalived (Requires=).
+# and `systemctl stop` removes the rules and stops keepalived (Requires=);
+# then a second start with iptables-legacy (the xtables lock).
 #
 # The test machine has no systemd as PID 1 and no machined, so nspawn runs
 # with --register=no --keep-unit (no bus needed) and its network namespace
@@ -30,7 +31,9 @@ USD_RUN=${USD_RUN:-/var/tmp/usd-systemd}
 USD_MACHINE=usd-gw1
 BUILD=$top/_build/systemd
 OUT=$top/_build/t_systemd
-# Only labtraffic is taken from the build (the lab's client and server).
+# A build of its own (--prefix=/usr, installed into the container; not the
+# CI's sanitizer build, whose runtime the container lacks); the lab's
+# labtraffic comes from it too.
 export UPLINKD_BUILD=$BUILD
 # shellcheck source=tests/lab/lab.sh
 . "$top/tests/lab/lab.sh"
