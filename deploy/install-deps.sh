@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs what building, running and testing uplinkd needs on Debian 12.
 # Idempotent; needs root.  Used by the README's two commands and by CI.
+# systemd-container and debootstrap are for tests/lab/t_systemd.sh (the
+# units under systemd as PID 1, in a container).
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
  libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev
  libprotobuf-c-dev protobuf-c-compiler libssl-dev libyaml-dev libsystemd-dev
  iptables nftables conntrack conntrackd iproute2 keepalived openssl
  clang libclang-rt-14-dev python3 python3-jinja2 procps
- ansible-core ansible-lint python3-apt git"
+ ansible-core ansible-lint python3-apt git
+ systemd-container debootstrap"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

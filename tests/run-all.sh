@@ -1,7 +1,9 @@
 #!/bin/bash
 # The whole test suite: installs dependencies, builds from scratch (plain and
 # with ASan/UBSan), runs the unit and golden tests in both builds, then the
-# end-to-end tests in network namespaces.  Ends with "N passed, N failed".
+# end-to-end tests in network namespaces (t_systemd.sh among them: the units
+# under systemd as PID 1 in a container, its rootfs cached in
+# /var/cache/uplinkd-test).  Ends with "N passed, N failed".
 # Needs root (namespaces, netfilter).  Usage: tests/run-all.sh [-k] [lab-test ...]
 #   -k  keep going without reinstalling/rebuilding when a build exists
 set -u
