@@ -325,10 +325,10 @@ leaks=$(lab_leaks)
 ok $? "40 connections from the LAN through the gateway all succeed, none untranslated ($(tail -1 "$OUT/short1.log"); $leaks leaked)"
 
 # ---- reload ----
-# The unit's comment says `systemctl reload` returns once the new
-# configuration is in place (RELOADING=1 ... READY=1).  With ExecReload=kill
-# systemd 252 ends the reload job when kill exits, which may be before
-# uplinkd has even read the file: counted here over five reloads.
+# ExecReload is `uplinkctl reload`: `systemctl reload` returns once the new
+# configuration is in place (with ExecReload=kill, systemd 252 ended the
+# job when kill exited, sometimes before uplinkd had read the file), and a
+# file with errors fails it while the running configuration stays.
 reloaded() { cx journalctl -b --no-pager -u uplinkd.service | grep -c 'configuration reloaded from'; }
 c0=$(reloaded) r=0 done_at_return=0 dts=""
 for i in 1 2 3 4 5; do
@@ -344,7 +344,18 @@ st=$(props uplinkd.service ActiveState SubState)
 [ $r -eq 0 ] && [ "$(sshow uplinkd.service MainPID)" = "$pid1" ] && [ "$st" = "ActiveState=active SubState=running" ] &&
 	[ "$c1" -eq $((c0 + 5)) ] && ! cx journalctl -b --no-pager -u uplinkd.service | grep -q 'reload failed'
 ok $? "five systemctl reloads succeed (ms:$dts), same MainPID $pid1, five 'configuration reloaded' ($c0 -> $c1)"
-diag "reloads already done when systemctl reload returned: $done_at_return of 5"
+[ "$done_at_return" -eq 5 ]
+ok $? "each reload was done when systemctl reload returned ($done_at_return of 5)"
+cp "$ROOT/etc/uplinkd/uplinkd.yaml" "$OUT/uplinkd.yaml.good"
+echo "  bogus_key: 1" >>"$ROOT/etc/uplinkd/uplinkd.yaml"
+cx timeout "$WAIT" systemctl reload uplinkd.service >/dev/null 2>&1
+r=$?
+cp "$OUT/uplinkd.yaml.good" "$ROOT/etc/uplinkd/uplinkd.yaml"
+[ $r -ne 0 ] && [ "$(sshow uplinkd.service MainPID)" = "$pid1" ] &&
+	[ "$(sshow uplinkd.service SubState)" = running ] &&
+	cx journalctl -b --no-pager -u uplinkd.service | grep -q 'reload failed, keeping the running configuration' &&
+	cx timeout "$WAIT" systemctl reload uplinkd.service
+ok $? "a file with errors fails systemctl reload (exit $r); uplinkd keeps running its configuration, and the fixed file reloads"
 
 # ---- a crash: the guard, a restart ----
 # uplinkd's guard writes the fault value into the track file the moment
