@@ -43,13 +43,12 @@ mkconfig(bool sync)
 	return cfg;
 }
 
-/* A daemon that dies by SIGKILL: its guard must write the fault value,
- * and a daemon started right after must not have its value overwritten. */
-static void
-guard_kill(struct config *cfg)
+/* A child that starts the ha module (and its guard) and dies by SIGKILL;
+ * true when it did. */
+static bool
+daemon_killed(struct config *cfg)
 {
-	struct ha *ha;
-	int status, waited;
+	int status;
 	pid_t pid;
 
 	fflush(NULL);
@@ -59,21 +58,24 @@ guard_kill(struct config *cfg)
 		kill(getpid(), SIGKILL);
 		_exit(1);
 	}
-	tap_ok(pid > 0 && waitpid(pid, &status, 0) == pid && WIFSIGNALED(status),
-	    "a daemon with its guard killed with SIGKILL");
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFSIGNALED(status);
+}
+
+/* A daemon that dies by SIGKILL: its guard must write the fault value,
+ * and a daemon started right after must not have its value overwritten. */
+static void
+guard_kill(struct config *cfg)
+{
+	struct ha *ha;
+	int waited;
+
+	tap_ok(daemon_killed(cfg), "a daemon with its guard killed with SIGKILL");
 	for (waited = 0; track_value() != -HA_FAULT && waited < 10000; waited += 10)
 		usleep(10000);
 	tap_ok(track_value() == -HA_FAULT, "its guard writes the fault value (%d after %d ms)",
 	    track_value(), waited);
 
-	fflush(NULL);
-	if ((pid = fork()) == 0) {
-		if (ha_create(cfg, 0) == NULL)
-			_exit(1);
-		kill(getpid(), SIGKILL);
-		_exit(1);
-	}
-	waitpid(pid, &status, 0);
+	daemon_killed(cfg);
 	/* No wait for the guard here: ha_create waits for its lock. */
 	ha = ha_create(cfg, 0);
 	usleep(200000);
