@@ -341,9 +341,12 @@ ctl_drain(const struct ctl_request *req, struct emit *out, char *err, size_t err
 /* Checks a slice of the adopted flows against the kernel per loop
  * iteration, so that NFQUEUE and the peer are served in between. */
 #define UPLINKD_VERIFY_SLICE 4096
-/* Kernel writes of the backlog per loop iteration: about 20 ms of kernel
- * work at the create rate, so the loop stays responsive during a bulk. */
-#define UPLINKD_BACKLOG_SLICE 4096
+/* Kernel writes of the backlog per loop iteration (two batches, about
+ * 2 ms of kernel work): small, so that a bulk from the peer enters the
+ * flow table at the channel's speed; the loop does not sleep while any
+ * are left, so the kernel gets them at its own speed after the bulk. */
+#define UPLINKD_BACKLOG_SLICE 512
+#define UPLINKD_BACKLOG_BULK_SLICE 0
 
 static void
 verify_done(struct uplinkd *d)
@@ -377,10 +380,14 @@ verify_done(struct uplinkd *d)
 static void
 backlog_drain(struct uplinkd *d)
 {
+	/* While a bulk arrives, the channel first: the kernel writes take
+	 * several times longer than the protocol and would hold it back. */
+	int slice = session_receiving_bulk(d->session) ? UPLINKD_BACKLOG_BULK_SLICE :
+	    UPLINKD_BACKLOG_SLICE;
 	struct flow_key key;
 	enum backlog_op op;
 
-	for (int n = 0; n < UPLINKD_BACKLOG_SLICE && backlog_pop(d->backlog, &key, &op); n++) {
+	for (int n = 0; n < slice && backlog_pop(d->backlog, &key, &op); n++) {
 		const struct flow *f;
 
 		if (op == BACKLOG_DELETE)
@@ -405,6 +412,12 @@ on_before_sleep(void *data)
 			verify_done(d);
 	}
 	ct_write_flush(d->ct);
+	/* Work left: the next slice at once, except while a bulk arrives
+	 * (its data wakes the loop, and polling would take the CPU the
+	 * channel needs). */
+	if ((backlog_len(d->backlog) > 0 && !session_receiving_bulk(d->session)) ||
+	    d->verify != NULL)
+		ev_no_sleep(d->loop);
 }
 
 static void
