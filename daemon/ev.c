@@ -31,6 +31,7 @@ struct ev_timer {
 struct ev_loop {
 	int epfd;
 	bool stop;
+	bool no_sleep;			/* a hook has work left */
 	int64_t now_ms;
 	struct ev_file *files;
 	struct ev_timer *timers;
@@ -201,6 +202,12 @@ ev_hook_add(struct ev_loop *loop, ev_hook_cb cb, void *data)
 }
 
 void
+ev_no_sleep(struct ev_loop *loop)
+{
+	loop->no_sleep = true;
+}
+
+void
 ev_hook_del(struct ev_loop *loop, ev_hook_cb cb, void *data)
 {
 	for (int i = 0; i < loop->nhooks; i++) {
@@ -294,10 +301,13 @@ ev_run(struct ev_loop *loop)
 		ev_run_timers(loop);
 		if (loop->stop)
 			break;
+		loop->no_sleep = false;
 		for (int i = 0; i < loop->nhooks; i++)
 			loop->hooks[i].cb(loop->hooks[i].data);
 		ev_reap(loop);
-		timeout = ev_next_timeout(loop);
+		if (loop->stop)
+			break;
+		timeout = loop->no_sleep ? 0 : ev_next_timeout(loop);
 		n = epoll_wait(loop->epfd, events, EV_MAX_EVENTS, timeout);
 		if (n == -1) {
 			if (errno == EINTR)

@@ -48,6 +48,9 @@ int ev_hook_add(struct ev_loop *loop, ev_hook_cb cb, void *data);
 /* Removes the hook added with the same cb and data; a no-op when there is
  * none.  Not from inside a hook. */
 void ev_hook_del(struct ev_loop *loop, ev_hook_cb cb, void *data);
+/* From a hook that has work left (a slice of a long job): this iteration
+ * polls instead of blocking, so the next slice follows at once. */
+void ev_no_sleep(struct ev_loop *loop);
 
 /* Runs until ev_stop(); returns 0, or -1 if epoll_wait failed. */
 int ev_run(struct ev_loop *loop);

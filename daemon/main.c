@@ -341,6 +341,12 @@ ctl_drain(const struct ctl_request *req, struct emit *out, char *err, size_t err
 /* Checks a slice of the adopted flows against the kernel per loop
  * iteration, so that NFQUEUE and the peer are served in between. */
 #define UPLINKD_VERIFY_SLICE 4096
+/* Kernel writes of the backlog per loop iteration (two batches, about
+ * 2 ms of kernel work): small, so that a bulk from the peer enters the
+ * flow table at the channel's speed; the loop does not sleep while any
+ * are left, so the kernel gets them at its own speed after the bulk. */
+#define UPLINKD_BACKLOG_SLICE 512
+#define UPLINKD_BACKLOG_BULK_SLICE 0
 
 static void
 verify_done(struct uplinkd *d)
@@ -365,11 +371,38 @@ verify_done(struct uplinkd *d)
 	d->nverify = d->verify_pos = 0;
 }
 
+/*
+ * A slice of the backlog into the kernel.  An upsert writes the flow as
+ * the table holds it now; one that is gone (a delete follows in the
+ * backlog) or no longer the peer's (adopted at a takeover, whose check
+ * writes it) is skipped.
+ */
+static void
+backlog_drain(struct uplinkd *d)
+{
+	/* While a bulk arrives, the channel first: the kernel writes take
+	 * several times longer than the protocol and would hold it back. */
+	int slice = session_receiving_bulk(d->session) ? UPLINKD_BACKLOG_BULK_SLICE :
+	    UPLINKD_BACKLOG_SLICE;
+	struct flow_key key;
+	enum backlog_op op;
+
+	for (int n = 0; n < slice && backlog_pop(d->backlog, &key, &op); n++) {
+		const struct flow *f;
+
+		if (op == BACKLOG_DELETE)
+			ct_write_delete(d->ct, &key);
+		else if ((f = flows_lookup(d->flows, &key)) != NULL && f->origin == FLOW_PEER)
+			ct_write_upsert(d->ct, f, false);
+	}
+}
+
 static void
 on_before_sleep(void *data)
 {
 	struct uplinkd *d = data;
 
+	backlog_drain(d);
 	if (d->verify != NULL) {
 		size_t end = d->verify_pos + UPLINKD_VERIFY_SLICE;
 
@@ -379,6 +412,12 @@ on_before_sleep(void *data)
 			verify_done(d);
 	}
 	ct_write_flush(d->ct);
+	/* Work left: the next slice at once, except while a bulk arrives
+	 * (its data wakes the loop, and polling would take the CPU the
+	 * channel needs). */
+	if ((backlog_len(d->backlog) > 0 && !session_receiving_bulk(d->session)) ||
+	    d->verify != NULL)
+		ev_no_sleep(d->loop);
 }
 
 static void
@@ -533,7 +572,10 @@ usable_count(const struct uplinkd *d)
 static void
 ha_evaluate(struct uplinkd *d)
 {
-	struct ha_inputs in = { .peer_configured = d->session != NULL };
+	struct ha_inputs in = {
+		.peer_configured = d->session != NULL,
+		.kernel_backlog = backlog_len(d->backlog),
+	};
 
 	if (d->session != NULL) {
 		struct session_stats st;
@@ -637,12 +679,18 @@ ctl_drill(const struct ctl_request *req, struct emit *out, char *err, size_t err
 	return CTL_OK;
 }
 
-/* The peer's flows mirrored into our kernel as they come (hot standby). */
+/* The peer's flows mirrored into our kernel (hot standby): each change
+ * goes into the backlog and the kernel gets it from there (backlog_drain),
+ * so that the session takes a bulk at its own speed. */
 static void
 on_peer_flow(enum session_peer_event ev, const struct flow *f, void *data)
 {
 	struct uplinkd *d = data;
 
+	if (backlog_push(d->backlog, &f->key, ev == SESSION_PEER_UPSERT ? BACKLOG_UPSERT :
+	    BACKLOG_DELETE) == 0)
+		return;
+	/* Out of memory: write it now rather than lose it. */
 	if (ev == SESSION_PEER_UPSERT)
 		ct_write_upsert(d->ct, f, false);
 	else
@@ -837,6 +885,7 @@ run(struct uplinkd *d)
 	if ((d->ctl = ctl_create(d->loop, d->cfg->control.socket)) == NULL)
 		fatal("control socket %s", d->cfg->control.socket);
 	if ((d->flows = flows_create(UPLINKD_MAX_FLOWS)) == NULL ||
+	    (d->backlog = backlog_create()) == NULL ||
 	    (d->sched = sched_create(d->cfg)) == NULL)
 		fatal("allocating state");
 	/* Subscribe before the dump so nothing falls between the two. */
@@ -896,6 +945,7 @@ run(struct uplinkd *d)
 	ctl_destroy(d->ctl);
 	sched_destroy(d->sched);
 	flows_destroy(d->flows);
+	backlog_destroy(d->backlog);
 	ev_fd_del(d->loop, d->sigfd);
 	close(d->sigfd);
 	log_info("stopped; rules removed");

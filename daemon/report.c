@@ -142,6 +142,7 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 		emit_u64(out, "conflicts", w.conflicts);
 		emit_u64(out, "not_found", w.not_found);
 		emit_u64(out, "failed", w.failed + w.enobufs + w.unanswered);
+		emit_u64(out, "backlog", backlog_len(d->backlog));
 		emit_object_end(out);
 	}
 	report_sync(d, out, false);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backlog.h"
 #include "config.h"
 #include "ct.h"
 #include "ctl.h"
@@ -32,6 +33,8 @@ struct uplinkd {
 	struct session *session;	/* NULL without a sync section */
 	struct ev_timer *resync_timer;
 
+	/* The peer's changes on their way into the kernel (hot standby). */
+	struct backlog *backlog;
 	struct ha *ha;
 	struct ev_timer *ha_timer;
 	/* The takeover's check of the adopted flows against the kernel,

@@ -319,6 +319,8 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 		 * addresses to a node that has just started. */
 		if (in->peer_connected && !in->in_sync && ha->role != HA_MASTER)
 			snprintf(why, sizeof(why), "receiving the peer's flows (bulk not complete)");
+		else if (in->kernel_backlog > 0 && ha->role != HA_MASTER)
+			snprintf(why, sizeof(why), "writing the peer's flows into the kernel");
 		else if (!in->peer_connected && !ha->peer_seen &&
 		    now_ms - ha->start_ms < HA_GRACE_MS)
 			snprintf(why, sizeof(why), "starting: waiting for the peer's flows");

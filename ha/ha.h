@@ -9,7 +9,8 @@
  *
  *   0              ready
  *   -HA_PENALTY    not ready: it lacks state the peer has (a bulk from the
- *                  peer is running and this node is not master, or the
+ *                  peer is running and this node is not master, or its
+ *                  kernel does not hold all of the peer's flows yet, or the
  *                  daemon has just started and the peer has not answered
  *                  yet: HA_GRACE_MS, and only until the first
  *                  connection), or it is not master and the sync link
@@ -88,7 +89,8 @@ int64_t ha_role_since_ms(const struct ha *ha);
  * What decides readiness, evaluated by the owner a few times a second.
  * peer_configured: the config has a sync section.  peer_connected,
  * in_sync: from the session; peer_closed: not connected because the
- * peer's end closed the connection.  usable_own, usable_peer: providers up and
+ * peer's end closed the connection.  kernel_backlog: the peer's changes
+ * this node has and its kernel not yet (hot standby).  usable_own, usable_peer: providers up and
  * not draining here and as the peer reported them (peer_known false when
  * it has not).  Rewrites the file when the verdict changes.
  */
@@ -99,6 +101,7 @@ struct ha_inputs {
 	bool in_sync;
 	bool peer_known;
 	unsigned usable_own, usable_peer;
+	size_t kernel_backlog;		/* peer changes not in the kernel yet */
 };
 void ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms);
 bool ha_ready(const struct ha *ha);

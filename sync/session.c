@@ -1035,6 +1035,12 @@ session_in_sync(const struct session *s)
 	return s != NULL && session_connected(s) && s->tx_in_sync && s->rx_in_sync;
 }
 
+bool
+session_receiving_bulk(const struct session *s)
+{
+	return s != NULL && s->rx_bulk;
+}
+
 void
 session_get_stats(const struct session *s, struct session_stats *out)
 {

@@ -136,6 +136,8 @@ void session_set_providers(struct session *s, const enum session_health *health,
 void session_set_master(struct session *s, bool master);
 
 bool session_in_sync(const struct session *s);
+/* Between the peer's BulkBegin and BulkEnd (false for NULL). */
+bool session_receiving_bulk(const struct session *s);
 void session_get_stats(const struct session *s, struct session_stats *out);
 /* Emits the fields of the `sync` object (ARCHITECTURE.md keys first);
  * detail adds TLS, sequence, lag and rejection breakdowns.  s == NULL

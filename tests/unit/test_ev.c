@@ -43,6 +43,21 @@ hook(void *data)
 	((struct state *)data)->hooks++;
 }
 
+/* A hook with 1000 slices of work and nothing else to wake the loop: with
+ * ev_no_sleep they follow each other at once. */
+static int slices_left;
+
+static void
+slicer(void *data)
+{
+	struct ev_loop *loop = data;
+
+	if (--slices_left > 0)
+		ev_no_sleep(loop);
+	else
+		ev_stop(loop);
+}
+
 static int64_t
 never(void *data)
 {
@@ -72,6 +87,21 @@ main(void)
 	tap_ok(st.ticks == 3, "timer repeated until it stopped (%d)", st.ticks);
 	tap_ok(st.reads == 1, "read callback ran");
 	tap_ok(st.hooks >= 3, "before-sleep hook ran each iteration (%d)", st.hooks);
+	ev_destroy(st.loop);
+
+	st.loop = ev_create();
+	slices_left = 1000;
+	{
+		int64_t t0 = ev_clock_us();
+
+		/* A far timer: blocking even once would take 10 s. */
+		ev_timer_add(st.loop, 10000, never, &st);
+		ev_hook_add(st.loop, slicer, st.loop);
+		ev_run(st.loop);
+		tap_ok(slices_left == 0 && ev_clock_us() - t0 < 5000000,
+		    "ev_no_sleep: 1000 slices of a hook's work without blocking (%lld us)",
+		    (long long)(ev_clock_us() - t0));
+	}
 	ev_destroy(st.loop);
 	ev_destroy(NULL);
 	close(fds[0]);

@@ -132,6 +132,13 @@ main(void)
 	in.usable_own = 2;
 	ha_update(ha, &in, 10300);
 	tap_ok(track_value() == 0, "as many: ready");
+	in.kernel_backlog = 5;
+	ha_update(ha, &in, 10310);
+	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
+	    "in sync, but the kernel does not hold all of the peer's flows yet: not ready");
+	in.kernel_backlog = 0;
+	ha_update(ha, &in, 10320);
+	tap_ok(track_value() == 0, "... ready once they are written");
 	in.peer_connected = in.in_sync = in.peer_known = false;
 	in.peer_closed = true;
 	ha_update(ha, &in, 10400);
