@@ -257,16 +257,9 @@ lab_wait_for "[ \"\$(jget gw1 'd[\"role\"]' status)\" = master ] && in_sync gw1 
 ok $? "after the drill's failback gw1 is master again and the pair in sync"
 check_flows "after the drill"
 
-touch "$LAB_DIR/stop-long"
-lab_wait_for "! kill -0 $(cat "$LAB_DIR/long.pid") 2>/dev/null" 30
-summary=$(grep '^long:' "$LAB_DIR/long.log" | tail -1)
-diag "$summary"
-case $summary in *" broken=0 "*) r=0 ;; *) r=1 ;; esac
-ok $r "no connection broke"
-leaks=$(lab_leaks)
-ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a provider untranslated ($leaks leaked)"
+check_long_end ""
 for gw in gw1 gw2; do
-	! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LAB_DIR/uplinkd-$gw.log"
+	no_sanitizer_report "$LAB_DIR/uplinkd-$gw.log"
 	ok $? "no sanitizer report in $gw's log"
 done
 diag "t_deploy took $(($(date +%s) - t0)) s"

@@ -253,6 +253,6 @@ left=$((left + $(lab_exec gw1 ip rule | grep -c 'lookup 10[01]')))
 ok "$([ "$left" -eq 0 ] && echo 0 || echo 1)" "everything uplinkd installed is removed ($left left)"
 # With a sanitizer build (tests/run-all.sh runs the lab on one) the daemon
 # reports memory errors and leaks into its log.
-! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LAB_DIR/uplinkd-gw1.log"
+no_sanitizer_report "$LAB_DIR/uplinkd-gw1.log"
 ok $? "no sanitizer report in the daemon's log"
 echo "1..$n"

@@ -228,17 +228,10 @@ if [ "${STALE:-1}" != 0 ]; then
 	lab_stop late-server >/dev/null 2>&1
 fi
 
-touch "$LAB_DIR/stop-long"
-lab_wait_for "! kill -0 $(cat "$LAB_DIR/long.pid") 2>/dev/null" 30
-summary=$(grep '^long:' "$LAB_DIR/long.log" | tail -1)
-diag "$summary"
-case $summary in *" broken=0 "*) r=0 ;; *) r=1 ;; esac
-ok $r "no connection broke in any drill"
-leaks=$(lab_leaks)
-ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a provider untranslated ($leaks leaked)"
+check_long_end " in any drill"
 for gw in gw1 gw2; do
 	grep -h 'takeover\|ha: role' "$LAB_DIR/uplinkd-$gw.log" | sed "s/^/# $gw: /" | tail -12
-	! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LAB_DIR/uplinkd-$gw.log"
+	no_sanitizer_report "$LAB_DIR/uplinkd-$gw.log"
 	ok $? "no sanitizer report in $gw's log"
 done
 echo "1..$n"

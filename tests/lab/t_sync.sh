@@ -246,18 +246,11 @@ lab_wait_for "[ \$(jget gw1 'd[\"sync\"][\"bulks_completed\"]' sync) -gt $before
 ok $? "the resync completed and the pair converged"
 
 # --- outcome of the long-lived traffic and the daemons' health ---
-touch "$LAB_DIR/stop-long"
-lab_wait_for "! kill -0 $(cat "$LAB_DIR/long.pid") 2>/dev/null" 20
-summary=$(grep '^long:' "$LAB_DIR/long.log" | tail -1)
-diag "$summary"
-case $summary in *" broken=0 "*) r=0 ;; *) r=1 ;; esac
-ok $r "no long-lived connection broke while the sync channel was abused"
-leaks=$(lab_leaks)
-ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a provider untranslated ($leaks leaked)"
+check_long_end " while the sync channel was abused" 20
 for gw in gw1 gw2; do
 	kill -TERM "$(cat "$LAB_DIR/uplinkd-$gw.pid")"
 	lab_wait_for "! kill -0 $(cat "$LAB_DIR/uplinkd-$gw.pid") 2>/dev/null" 10
-	! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LAB_DIR/uplinkd-$gw.log"
+	no_sanitizer_report "$LAB_DIR/uplinkd-$gw.log"
 	ok $? "$gw stopped cleanly, no sanitizer report in its log"
 done
 echo "1..$n"

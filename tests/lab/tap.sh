@@ -24,3 +24,22 @@ check_flows() {
 	[ "$after" -gt "$before" ] && kill -0 "$(cat "$LAB_DIR/long.pid")" 2>/dev/null
 	ok $? "$1: the connections still carry data ($before -> $after records)"
 }
+
+# check_long_end WHAT [SECS]: the end of the long-lived traffic: stops the
+# client (waiting up to SECS, default 30), then two checks: no connection
+# broke (WHAT ends the sentence) and nothing reached a provider
+# untranslated.
+check_long_end() {
+	local summary r leaks
+	touch "$LAB_DIR/stop-long"
+	lab_wait_for "! kill -0 $(cat "$LAB_DIR/long.pid") 2>/dev/null" "${2:-30}"
+	summary=$(grep '^long:' "$LAB_DIR/long.log" | tail -1)
+	diag "$summary"
+	case $summary in *" broken=0 "*) r=0 ;; *) r=1 ;; esac
+	ok $r "no connection broke$1"
+	leaks=$(lab_leaks)
+	ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a provider untranslated ($leaks leaked)"
+}
+
+# no_sanitizer_report LOG: 0 when an ASan/UBSan build left no report in LOG.
+no_sanitizer_report() { ! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$1"; }
