@@ -141,8 +141,10 @@ for gw in gw1 gw2; do
 	kill -0 "$(cat "$LAB_DIR/keepalived-$gw.pid" 2>/dev/null)" 2>/dev/null
 	ok $? "$gw: keepalived runs"
 done
-[ "$(jget gw1 'd["role"]' status)" = master ] && [ "$(jget gw2 'd["role"]' status)" = backup ] &&
-	in_sync gw1 && in_sync gw2
+# Each play ends when its node is in sync with a role; gw1 may still be
+# backup then, until VRRP's election (three adverts) makes it master.
+lab_wait_for "[ \"\$(jget gw1 'd[\"role\"]' status)\" = master ] &&
+	[ \"\$(jget gw2 'd[\"role\"]' status)\" = backup ] && in_sync gw1 && in_sync gw2" 30
 ok $? "the pair is in sync: gw1 master (priority 150), gw2 backup"
 lab_exec gw1 ip -br addr show lan0 | grep -q ' 10\.0\.0\.1/24'
 ok $? "gw1 holds the LAN gateway address"
