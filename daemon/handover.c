@@ -154,8 +154,8 @@ hand_over(struct handover *h, struct pair_view *v)
 		if (now_ms() - since >= HANDOVER_TAKEOVER_MS) {
 			int pause = HANDOVER_POLL_MS * (5 + (int)(now_ms() % 20));
 
-			say(h, "the peer has not taken over: stepping up again, retrying after "
-			    "a pause (%s)", "both nodes may be handing over");
+			say(h, "%s", "the peer has not taken over (both nodes may be handing "
+			    "over): stepping up again, retrying after a pause");
 			if (step(h, false) == -1)
 				return -1;
 			query_sleep_ms(pause);

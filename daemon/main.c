@@ -346,7 +346,6 @@ ctl_drain(const struct ctl_request *req, struct emit *out, char *err, size_t err
  * flow table at the channel's speed; the loop does not sleep while any
  * are left, so the kernel gets them at its own speed after the bulk. */
 #define UPLINKD_BACKLOG_SLICE 512
-#define UPLINKD_BACKLOG_BULK_SLICE 0
 
 static void
 verify_done(struct uplinkd *d)
@@ -380,14 +379,14 @@ verify_done(struct uplinkd *d)
 static void
 backlog_drain(struct uplinkd *d)
 {
-	/* While a bulk arrives, the channel first: the kernel writes take
-	 * several times longer than the protocol and would hold it back. */
-	int slice = session_receiving_bulk(d->session) ? UPLINKD_BACKLOG_BULK_SLICE :
-	    UPLINKD_BACKLOG_SLICE;
 	struct flow_key key;
 	enum backlog_op op;
 
-	for (int n = 0; n < slice && backlog_pop(d->backlog, &key, &op); n++) {
+	/* While a bulk arrives, the channel first: the kernel writes take
+	 * several times longer than the protocol and would hold it back. */
+	if (session_receiving_bulk(d->session))
+		return;
+	for (int n = 0; n < UPLINKD_BACKLOG_SLICE && backlog_pop(d->backlog, &key, &op); n++) {
 		const struct flow *f;
 
 		if (op == BACKLOG_DELETE)
@@ -511,21 +510,17 @@ addresses_held(const struct uplinkd *d)
 	return held;
 }
 
-/* The role the addresses contradict (master without any of them, backup
- * or fault with all of them), or -1.  Only with a peer: a lone node is
- * master without keepalived. */
-static int
+/* Whether the addresses contradict role: master without any of them, any
+ * other role with all of them.  Only with a peer: a lone node is master
+ * without keepalived. */
+static bool
 role_contradicted(const struct uplinkd *d, enum ha_role role, int held)
 {
 	int all = (int)d->cfg->nproviders;
 
 	if (!d->cfg->has_sync || held < 0 || all == 0)
-		return -1;
-	if (role == HA_MASTER && held == 0)
-		return HA_MASTER;
-	if ((role == HA_BACKUP || role == HA_FAULT_ROLE || role == HA_INIT) && held == all)
-		return (int)role;
-	return -1;
+		return false;
+	return role == HA_MASTER ? held == 0 : held == all;
 }
 
 static enum ctl_status
@@ -543,7 +538,7 @@ ctl_ha(const struct ctl_request *req, struct emit *out, char *err, size_t errlen
 	/* A notify that a later transition overtook: keepalived runs each
 	 * one as a process of its own, and they can finish in any order. */
 	held = addresses_held(d);
-	if (role_contradicted(d, role, held) != -1) {
+	if (role_contradicted(d, role, held)) {
 		ha_count(d->ha, HA_STALE_NOTIFY);
 		snprintf(err, errlen, "stale: keepalived's %s, but %d of %zu provider addresses "
 		    "are here now (a later transition overtook it); role stays %s",
@@ -606,7 +601,7 @@ role_repair(struct uplinkd *d)
 	int64_t now = ev_now_ms(d->loop);
 	char why[128];
 
-	if (role_contradicted(d, role, held) == -1) {
+	if (!role_contradicted(d, role, held)) {
 		d->role_mismatch_ms = 0;
 		return;
 	}

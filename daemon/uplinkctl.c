@@ -131,6 +131,25 @@ is_json(const char *arg)
 	return strcmp(arg, "-j") == 0 || strcmp(arg, "--json") == 0;
 }
 
+/* The arguments every command takes: -h/--help (its manual is printed,
+ * *r = PARSE_HELP) and -j/--json (noted, *r = PARSE_OK).  False for any
+ * other argument. */
+static bool
+common_arg(const struct command *cmd, const char *arg, bool *json, enum parse_result *r)
+{
+	*r = PARSE_OK;
+	if (is_help(arg)) {
+		command_help(cmd);
+		*r = PARSE_HELP;
+		return true;
+	}
+	if (is_json(arg)) {
+		*json = true;
+		return true;
+	}
+	return false;
+}
+
 /*
  * "--name VALUE", "--name=VALUE" or "-x VALUE".  Returns 1 and sets *value
  * when argv[*i] is the option (advancing *i over its value), 0 when it is
@@ -186,14 +205,12 @@ static enum parse_result
 parse_none(const struct command *cmd, int argc, char **argv,
     struct request_args *out, bool *json)
 {
+	enum parse_result r;
 	(void)out;
 	for (int i = 0; i < argc; i++) {
-		if (is_help(argv[i])) {
-			command_help(cmd);
-			return PARSE_HELP;
-		}
-		if (is_json(argv[i])) {
-			*json = true;
+		if (common_arg(cmd, argv[i], json, &r)) {
+			if (r == PARSE_HELP)
+				return r;
 			continue;
 		}
 		usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
@@ -206,18 +223,16 @@ static enum parse_result
 parse_flows(const struct command *cmd, int argc, char **argv,
     struct request_args *out, bool *json)
 {
+	enum parse_result r;
 	const char *provider = NULL, *limit = NULL;
 
 	for (int i = 0; i < argc; i++) {
 		const char *v;
 		int rc;
 
-		if (is_help(argv[i])) {
-			command_help(cmd);
-			return PARSE_HELP;
-		}
-		if (is_json(argv[i])) {
-			*json = true;
+		if (common_arg(cmd, argv[i], json, &r)) {
+			if (r == PARSE_HELP)
+				return r;
 			continue;
 		}
 		if ((rc = option_value(cmd, argc, argv, &i, "--provider", "-p",
@@ -274,16 +289,14 @@ static enum parse_result
 parse_sync(const struct command *cmd, int argc, char **argv,
     struct request_args *out, bool *json)
 {
+	enum parse_result r;
 	bool resync = false;
 
 	for (int i = 0; i < argc; i++) {
-		if (is_help(argv[i])) {
-			command_help(cmd);
-			return PARSE_HELP;
-		}
-		if (is_json(argv[i]))
-			*json = true;
-		else if (strcmp(argv[i], "--resync") == 0)
+		if (common_arg(cmd, argv[i], json, &r)) {
+			if (r == PARSE_HELP)
+				return r;
+		} else if (strcmp(argv[i], "--resync") == 0)
 			resync = true;
 		else {
 			usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
@@ -300,14 +313,12 @@ static enum parse_result
 parse_one(const struct command *cmd, int argc, char **argv, bool *json,
     const char *what, char **value)
 {
+	enum parse_result r;
 	*value = NULL;
 	for (int i = 0; i < argc; i++) {
-		if (is_help(argv[i])) {
-			command_help(cmd);
-			return PARSE_HELP;
-		}
-		if (is_json(argv[i])) {
-			*json = true;
+		if (common_arg(cmd, argv[i], json, &r)) {
+			if (r == PARSE_HELP)
+				return r;
 			continue;
 		}
 		if (strcmp(argv[i], "--") == 0 && i + 1 < argc && *value == NULL) {
@@ -409,6 +420,7 @@ static enum parse_result
 parse_drill(const struct command *cmd, int argc, char **argv,
     struct request_args *out, bool *json)
 {
+	enum parse_result r;
 	static const struct secs_opt secs_opts[] = {
 		{ "--timeout", offsetof(struct drill_opts, timeout_s), 1, 3600 },
 		{ "--settle", offsetof(struct drill_opts, settle_s), 0, 3600 },
@@ -436,12 +448,9 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 		bool matched = false;
 		int rc;
 
-		if (is_help(argv[i])) {
-			command_help(cmd);
-			return PARSE_HELP;
-		}
-		if (is_json(argv[i])) {
-			*json = true;
+		if (common_arg(cmd, argv[i], json, &r)) {
+			if (r == PARSE_HELP)
+				return r;
 			continue;
 		}
 		if (strcmp(argv[i], "--force") == 0) {
@@ -523,6 +532,7 @@ static enum parse_result
 parse_handover(const struct command *cmd, int argc, char **argv,
     struct request_args *out, bool *json)
 {
+	enum parse_result r;
 	static const struct secs_opt secs_opts[] = {
 		{ "--timeout", offsetof(struct handover_opts, timeout_s), 1, 86400 },
 		{ "--stable", offsetof(struct handover_opts, stable_s), 0, 600 },
@@ -536,12 +546,9 @@ parse_handover(const struct command *cmd, int argc, char **argv,
 	for (int i = 0; i < argc; i++) {
 		int rc;
 
-		if (is_help(argv[i])) {
-			command_help(cmd);
-			return PARSE_HELP;
-		}
-		if (is_json(argv[i])) {
-			*json = true;
+		if (common_arg(cmd, argv[i], json, &r)) {
+			if (r == PARSE_HELP)
+				return r;
 			continue;
 		}
 		if ((rc = secs_option(cmd, argc, argv, &i, secs_opts,

@@ -29,11 +29,7 @@ LT=$(lab_labtraffic)
 cleanup() {
 	lab_stop long >/dev/null 2>&1 || true
 	lab_stop server >/dev/null 2>&1 || true
-	for gw in gw1 gw2; do
-		lab_stop "keepalived-$gw" >/dev/null 2>&1 || true
-		lab_stop "uplinkd-$gw" >/dev/null 2>&1 || true
-	done
-	lab_down >/dev/null 2>&1 || true
+	lab_pair_down || true
 }
 trap cleanup EXIT
 

@@ -69,6 +69,7 @@
 #
 # Library functions (all return non-zero on failure, never exit):
 #   lab_up [1|2] / lab_down / lab_status
+#   lab_pair_down                   keepalived and uplinkd stopped on both gateways, then lab_down
 #   lab_exec NODE CMD...            run CMD in P-NODE
 #   lab_wait_for 'SHELL CMD' SECS   poll CMD every 0.1 s until it succeeds
 #   lab_start_bg NODE NAME CMD...   background CMD in P-NODE, $LAB_DIR/NAME.{pid,log}
@@ -301,6 +302,20 @@ lab_up() {
 		lab_vip_add gw1 || return 1
 	fi
 	return 0
+}
+
+# The end of a two-gateway test.  keepalived first, so that no notify
+# reaches a daemon that is gone; the tables flushed before the namespaces
+# go (deleting a netns frees its entries in a kworker, which would disturb
+# the next run).
+lab_pair_down() {
+	local gw
+	for gw in gw1 gw2; do
+		lab_stop "keepalived-$gw" >/dev/null 2>&1
+		lab_stop "uplinkd-$gw" >/dev/null 2>&1
+		lab_exec "$gw" conntrack -F >/dev/null 2>&1
+	done
+	lab_down >/dev/null 2>&1
 }
 
 lab_down() {

@@ -43,12 +43,7 @@ cleanup() {
 	cp "$LAB_DIR"/*.log "$top/_build/t_deploy/" 2>/dev/null
 	lab_stop long >/dev/null 2>&1
 	lab_stop server >/dev/null 2>&1
-	for gw in gw1 gw2; do
-		lab_stop "keepalived-$gw" >/dev/null 2>&1
-		lab_stop "uplinkd-$gw" >/dev/null 2>&1
-		lab_exec "$gw" conntrack -F >/dev/null 2>&1
-	done
-	lab_down >/dev/null 2>&1
+	lab_pair_down
 }
 trap cleanup EXIT
 

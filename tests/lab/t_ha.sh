@@ -36,12 +36,7 @@ cleanup() {
 	mkdir -p "$top/_build/t_ha"
 	cp "$LAB_DIR"/uplinkd-gw*.log "$LAB_DIR"/keepalived-gw*.log "$top/_build/t_ha/" 2>/dev/null
 	for p in long late server late-server; do lab_stop "$p" >/dev/null 2>&1; done
-	for gw in gw1 gw2; do
-		lab_stop "keepalived-$gw" >/dev/null 2>&1
-		lab_stop "uplinkd-$gw" >/dev/null 2>&1
-		lab_exec "$gw" conntrack -F >/dev/null 2>&1
-	done
-	lab_down >/dev/null 2>&1
+	lab_pair_down
 }
 trap cleanup EXIT
 
