@@ -15,6 +15,10 @@
 #include "log.h"
 
 #define CT_EVENT_RCVBUF (32 << 20)
+#define CT_EVENT_VLEN 64	/* events per recvmmsg */
+#define CT_EVENT_ROUNDS 16	/* recvmmsg calls per wake-up at most */
+#define CT_EVENT_MSG_MAX 4096	/* one event; a dump's buffer is all of buf */
+#define CT_EVENT_HOLD_MS 5
 
 #define CT_MSG_MAX 512		/* bytes of one create, update or delete */
 #define CT_WRITE_BATCH 256	/* messages per sendmsg */
@@ -40,7 +44,8 @@ struct ct {
 	struct mnl_socket *ev;
 	int evfd;
 	struct ct_stats st;
-	char buf[32768];
+	struct ev_timer *hold;	/* the event socket rests until it fires */
+	char buf[CT_EVENT_VLEN][CT_EVENT_MSG_MAX];
 
 	struct mnl_socket *wr;
 	int wrfd;
@@ -74,109 +79,257 @@ ct_provider_of_mark(const struct config *cfg, uint32_t mark)
 	return -1;
 }
 
-/* Returns 0 and fills *f, 1 when the entry has no provider mark, -1 when
- * the message could not be read. */
-static int
-ct_to_flow(const struct ct *ct, const struct nlmsghdr *nlh, struct flow *f)
+/*
+ * The parser: only the attributes a flow needs, read straight from the
+ * message.  The kernel's event is trusted for its content, not for its
+ * shape: every attribute's length is checked before it is read.
+ */
+struct ct_tuple {
+	uint8_t src[16], dst[16];
+	uint16_t sport, dport;	/* host order */
+	uint8_t proto;
+	bool has_src, has_dst, has_proto, has_ports;
+};
+
+static bool
+ct_attr_copy(const struct nlattr *a, void *out, size_t len)
 {
-	struct nf_conntrack *c = nfct_new();
-	int provider, rc = -1;
-	uint8_t l3;
-
-	if (c == NULL)
-		return -1;
-	if (nfct_nlmsg_parse(nlh, c) < 0 || !nfct_attr_is_set(c, ATTR_L3PROTO))
-		goto out;
-	memset(f, 0, sizeof(*f));
-	f->mark = nfct_attr_is_set(c, ATTR_MARK) ? nfct_get_attr_u32(c, ATTR_MARK) : 0;
-	if ((provider = ct_provider_of_mark(ct->cfg, f->mark)) < 0) {
-		rc = 1;
-		goto out;
-	}
-	f->provider = (uint8_t)provider;
-	l3 = nfct_get_attr_u8(c, ATTR_L3PROTO);
-	f->key.family = l3;
-	f->key.proto = nfct_get_attr_u8(c, ATTR_L4PROTO);
-	if (l3 == AF_INET) {
-		uint32_t a;
-
-		a = nfct_get_attr_u32(c, ATTR_ORIG_IPV4_SRC);
-		memcpy(f->key.src, &a, 4);
-		a = nfct_get_attr_u32(c, ATTR_ORIG_IPV4_DST);
-		memcpy(f->key.dst, &a, 4);
-		a = nfct_get_attr_u32(c, ATTR_REPL_IPV4_DST);
-		memcpy(f->nat_src, &a, 4);
-	} else if (l3 == AF_INET6) {
-		memcpy(f->key.src, nfct_get_attr(c, ATTR_ORIG_IPV6_SRC), 16);
-		memcpy(f->key.dst, nfct_get_attr(c, ATTR_ORIG_IPV6_DST), 16);
-		memcpy(f->nat_src, nfct_get_attr(c, ATTR_REPL_IPV6_DST), 16);
-	} else
-		goto out;
-	if (nfct_attr_is_set(c, ATTR_ORIG_PORT_SRC)) {
-		f->key.sport = ntohs(nfct_get_attr_u16(c, ATTR_ORIG_PORT_SRC));
-		f->key.dport = ntohs(nfct_get_attr_u16(c, ATTR_ORIG_PORT_DST));
-		f->nat_port = ntohs(nfct_get_attr_u16(c, ATTR_REPL_PORT_DST));
-	}
-	if (f->key.proto == IPPROTO_TCP && nfct_attr_is_set(c, ATTR_TCP_STATE)) {
-		uint8_t s = nfct_get_attr_u8(c, ATTR_TCP_STATE);
-		f->l4state = s < sizeof(ct_l4_map) ? ct_l4_map[s] : FLOW_L4_NONE;
-	}
-	f->origin = FLOW_OWN;
-	rc = 0;
-out:
-	nfct_destroy(c);
-	return rc;
+	if (mnl_attr_get_payload_len(a) != len)
+		return false;
+	memcpy(out, mnl_attr_get_payload(a), len);
+	return true;
 }
 
+static int
+ct_parse_tuple(const struct nlattr *nest, uint8_t family, struct ct_tuple *t)
+{
+	const struct nlattr *a, *b;
+	size_t alen = family == AF_INET ? 4 : 16;
+
+	mnl_attr_for_each_nested(a, nest) {
+		switch (mnl_attr_get_type(a)) {
+		case CTA_TUPLE_IP:
+			mnl_attr_for_each_nested(b, a) {
+				uint16_t type = mnl_attr_get_type(b);
+
+				if (type == (family == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC)) {
+					if (!(t->has_src = ct_attr_copy(b, t->src, alen)))
+						return -1;
+				} else if (type == (family == AF_INET ? CTA_IP_V4_DST :
+				    CTA_IP_V6_DST)) {
+					if (!(t->has_dst = ct_attr_copy(b, t->dst, alen)))
+						return -1;
+				}
+			}
+			break;
+		case CTA_TUPLE_PROTO:
+			mnl_attr_for_each_nested(b, a) {
+				uint16_t port;
+
+				switch (mnl_attr_get_type(b)) {
+				case CTA_PROTO_NUM:
+					if (!(t->has_proto = ct_attr_copy(b, &t->proto, 1)))
+						return -1;
+					break;
+				case CTA_PROTO_SRC_PORT:
+					if (!ct_attr_copy(b, &port, 2))
+						return -1;
+					t->sport = ntohs(port);
+					t->has_ports = true;
+					break;
+				case CTA_PROTO_DST_PORT:
+					if (!ct_attr_copy(b, &port, 2))
+						return -1;
+					t->dport = ntohs(port);
+					break;
+				}
+			}
+			break;
+		}
+	}
+	return 0;
+}
+
+static int
+ct_parse_tcp_state(const struct nlattr *protoinfo, uint8_t *state)
+{
+	const struct nlattr *a, *b;
+
+	mnl_attr_for_each_nested(a, protoinfo) {
+		if (mnl_attr_get_type(a) != CTA_PROTOINFO_TCP)
+			continue;
+		mnl_attr_for_each_nested(b, a)
+			if (mnl_attr_get_type(b) == CTA_PROTOINFO_TCP_STATE &&
+			    !ct_attr_copy(b, state, 1))
+				return -1;
+	}
+	return 0;
+}
+
+int
+ct_parse_flow(const struct nlmsghdr *nlh, const struct config *cfg, struct flow *f)
+{
+	struct ct_tuple orig = { 0 }, repl = { 0 };
+	const struct nfgenmsg *nfg;
+	const struct nlattr *a;
+	uint8_t family, tcp_state = TCP_CONNTRACK_NONE;
+	uint32_t mark = 0;
+	int provider;
+	size_t alen;
+
+	if (nlh->nlmsg_len < MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(*nfg)))
+		return -1;
+	nfg = mnl_nlmsg_get_payload(nlh);
+	family = nfg->nfgen_family;
+	if (family != AF_INET && family != AF_INET6)
+		return -1;
+	mnl_attr_for_each(a, nlh, sizeof(*nfg)) {
+		int rc = 0;
+
+		switch (mnl_attr_get_type(a)) {
+		case CTA_TUPLE_ORIG:
+			rc = ct_parse_tuple(a, family, &orig);
+			break;
+		case CTA_TUPLE_REPLY:
+			rc = ct_parse_tuple(a, family, &repl);
+			break;
+		case CTA_MARK:
+			if (ct_attr_copy(a, &mark, 4))
+				mark = ntohl(mark);
+			else
+				rc = -1;
+			break;
+		case CTA_PROTOINFO:
+			rc = ct_parse_tcp_state(a, &tcp_state);
+			break;
+		}
+		if (rc < 0)
+			return -1;
+	}
+	if (!orig.has_src || !orig.has_dst || !orig.has_proto)
+		return -1;
+	if ((provider = ct_provider_of_mark(cfg, mark)) < 0)
+		return 1;
+	memset(f, 0, sizeof(*f));
+	f->mark = mark;
+	f->provider = (uint8_t)provider;
+	f->key.family = family;
+	f->key.proto = orig.proto;
+	alen = family == AF_INET ? 4 : 16;
+	memcpy(f->key.src, orig.src, alen);
+	memcpy(f->key.dst, orig.dst, alen);
+	memcpy(f->nat_src, repl.dst, alen);
+	if (orig.has_ports) {
+		f->key.sport = orig.sport;
+		f->key.dport = orig.dport;
+		f->nat_port = repl.dport;
+	}
+	if (f->key.proto == IPPROTO_TCP)
+		f->l4state = tcp_state < sizeof(ct_l4_map) ? ct_l4_map[tcp_state] : FLOW_L4_NONE;
+	f->origin = FLOW_OWN;
+	return 0;
+}
+
+static void
+ct_event_msg(struct ct *ct, const struct nlmsghdr *nlh)
+{
+	int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
+	struct flow f;
+	int rc;
+
+	if (type != IPCTNL_MSG_CT_NEW && type != IPCTNL_MSG_CT_DELETE)
+		return;
+	rc = ct_parse_flow(nlh, ct->cfg, &f);
+	if (rc < 0) {
+		ct->st.parse_errors++;
+		return;
+	}
+	if (rc > 0) {
+		ct->st.ignored++;
+		return;
+	}
+	if (type == IPCTNL_MSG_CT_NEW) {
+		ct->st.events_new++;
+		ct->cb(CT_NEW, &f, ct->data);
+	} else {
+		ct->st.events_destroy++;
+		ct->cb(CT_DESTROY, &f, ct->data);
+	}
+}
+
+static int64_t
+ct_on_hold_end(void *data)
+{
+	struct ct *ct = data;
+
+	ct->hold = NULL;
+	if (ev_fd_want_read(ct->loop, ct->evfd, true) == -1)
+		log_warn("ct: epoll on the event socket");
+	return EV_TIMER_STOP;
+}
+
+/*
+ * Events are read in runs: once a wake-up has found some, the socket is
+ * left alone for CT_EVENT_HOLD_MS and what arrives meanwhile waits in its
+ * buffer, to be read in one go.  Under a steady stream of new connections
+ * that turns a wake-up, and a sync flush, per kernel batch into one per
+ * hold, for a delay of at most the hold; a lone event is read at once.
+ */
 static void
 ct_on_event(int fd, void *data)
 {
 	struct ct *ct = data;
+	size_t got = 0;
 
 	(void)fd;
 	/* Bounded per wake-up so the queue is never starved. */
-	for (int i = 0; i < 256; i++) {
-		ssize_t n = recv(ct->evfd, ct->buf, sizeof(ct->buf), MSG_DONTWAIT);
-		const struct nlmsghdr *nlh;
-		int len;
+	for (int round = 0; round < CT_EVENT_ROUNDS; round++) {
+		struct mmsghdr mm[CT_EVENT_VLEN];
+		struct iovec iov[CT_EVENT_VLEN];
+		int n;
 
+		for (int i = 0; i < CT_EVENT_VLEN; i++) {
+			iov[i].iov_base = ct->buf[i];
+			iov[i].iov_len = sizeof(ct->buf[i]);
+			memset(&mm[i].msg_hdr, 0, sizeof(mm[i].msg_hdr));
+			mm[i].msg_hdr.msg_iov = &iov[i];
+			mm[i].msg_hdr.msg_iovlen = 1;
+		}
+		n = recvmmsg(ct->evfd, mm, CT_EVENT_VLEN, MSG_DONTWAIT, NULL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
-				return;
+				break;
 			if (errno == ENOBUFS) {
 				ct->st.enobufs++;
 				ct->cb(CT_OVERRUN, NULL, ct->data);
 				continue;
 			}
 			log_warn("ct: reading conntrack events");
-			return;
+			break;
 		}
-		len = (int)n;
-		for (nlh = (const struct nlmsghdr *)(const void *)ct->buf; mnl_nlmsg_ok(nlh, len);
-		    nlh = mnl_nlmsg_next(nlh, &len)) {
-			struct flow f;
-			int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
-			int rc;
+		for (int i = 0; i < n; i++) {
+			int len = (int)mm[i].msg_len;
 
-			if (type != IPCTNL_MSG_CT_NEW && type != IPCTNL_MSG_CT_DELETE)
-				continue;
-			rc = ct_to_flow(ct, nlh, &f);
-			if (rc < 0) {
+			if (mm[i].msg_hdr.msg_flags & MSG_TRUNC) {
 				ct->st.parse_errors++;
 				continue;
 			}
-			if (rc > 0) {
-				ct->st.ignored++;
-				continue;
-			}
-			if (type == IPCTNL_MSG_CT_NEW) {
-				ct->st.events_new++;
-				ct->cb(CT_NEW, &f, ct->data);
-			} else {
-				ct->st.events_destroy++;
-				ct->cb(CT_DESTROY, &f, ct->data);
-			}
+			for (const struct nlmsghdr *nlh = (const void *)ct->buf[i];
+			    mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
+				ct_event_msg(ct, nlh);
 		}
+		got += (size_t)n;
+		if (n < CT_EVENT_VLEN)
+			break;
+	}
+	if (got == 0 || ct->hold != NULL)
+		return;
+	if ((ct->hold = ev_timer_add(ct->loop, CT_EVENT_HOLD_MS, ct_on_hold_end, ct)) == NULL)
+		return;
+	if (ev_fd_want_read(ct->loop, ct->evfd, false) == -1) {
+		log_warn("ct: epoll on the event socket");
+		ev_timer_del(ct->loop, ct->hold);
+		ct->hold = NULL;
 	}
 }
 
@@ -253,6 +406,7 @@ ct_destroy(struct ct *ct)
 	if (ct == NULL)
 		return;
 	ct_write_flush(ct);
+	ev_timer_del(ct->loop, ct->hold);
 	ev_fd_del(ct->loop, ct->evfd);
 	mnl_socket_close(ct->ev);
 	mnl_socket_close(ct->wr);
@@ -271,7 +425,7 @@ ct_dump_one(const struct nlmsghdr *nlh, void *data)
 {
 	struct ct_dump_ctx *ctx = data;
 	struct flow f;
-	int rc = ct_to_flow(ctx->ct, nlh, &f);
+	int rc = ct_parse_flow(nlh, ctx->ct->cfg, &f);
 
 	if (rc < 0)
 		ctx->ct->st.parse_errors++;
@@ -286,7 +440,7 @@ ct_dump_one(const struct nlmsghdr *nlh, void *data)
 static int
 ct_dump_mark(struct ct *ct, struct mnl_socket *nl, uint32_t mark, struct ct_dump_ctx *ctx)
 {
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(ct->buf);
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header((void *)ct->buf);
 	struct nfgenmsg *nfh;
 	unsigned portid = mnl_socket_get_portid(nl);
 	uint32_t seq = (uint32_t)time(NULL);
@@ -339,98 +493,109 @@ fail:
 	return -1;
 }
 
-/*
- * One ctnetlink message about f's entry.  CT_MSG_CREATE carries
- * everything (see ct.h); CT_MSG_UPDATE what the kernel lets an existing
- * entry change (mark, timeout, TCP state: NAT and status cannot change
- * after creation); CT_MSG_DELETE the original tuple alone.
- */
-enum ct_msg {
-	CT_MSG_CREATE,
-	CT_MSG_UPDATE,
-	CT_MSG_DELETE,
-};
+static bool
+ct_has_ports(uint8_t proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE ||
+	    proto == IPPROTO_SCTP || proto == IPPROTO_DCCP;
+}
 
-static int
+/* A tuple from src:sport to dst:dport (network-order ports). */
+static void
+ct_put_tuple(struct nlmsghdr *nlh, uint16_t type, const struct flow_key *k,
+    const uint8_t *src, const uint8_t *dst, uint16_t sport, uint16_t dport)
+{
+	struct nlattr *tuple = mnl_attr_nest_start(nlh, type), *nest;
+	bool v4 = k->family == AF_INET;
+
+	nest = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+	mnl_attr_put(nlh, v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, v4 ? 4 : 16, src);
+	mnl_attr_put(nlh, v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, v4 ? 4 : 16, dst);
+	mnl_attr_nest_end(nlh, nest);
+	nest = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+	mnl_attr_put_u8(nlh, CTA_PROTO_NUM, k->proto);
+	if (ct_has_ports(k->proto)) {
+		mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, sport);
+		mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, dport);
+	}
+	mnl_attr_nest_end(nlh, nest);
+	mnl_attr_nest_end(nlh, tuple);
+}
+
+int
 ct_put_msg(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
     uint32_t seq, enum ct_msg kind)
 {
-	struct nf_conntrack *c;
+	const struct flow_key *k = &f->key;
+	uint16_t sport = htons(k->sport), dport = htons(k->dport);
 	struct nlmsghdr *nlh;
 	struct nfgenmsg *nfh;
-	int rc = -1;
+	struct nlattr *nest, *tcp;
 
 	/* The largest message is well under CT_MSG_MAX bytes. */
 	if (space < CT_MSG_MAX) {
 		errno = ENOSPC;
 		return -1;
 	}
-	if ((c = nfct_new()) == NULL)
+	if (k->family != AF_INET && k->family != AF_INET6) {
+		errno = EAFNOSUPPORT;
 		return -1;
-	nfct_set_attr_u8(c, ATTR_L3PROTO, f->key.family);
-	nfct_set_attr_u8(c, ATTR_L4PROTO, f->key.proto);
-	if (f->key.family == AF_INET) {
-		uint32_t a;
-
-		memcpy(&a, f->key.src, 4);
-		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_SRC, a);
-		memcpy(&a, f->key.dst, 4);
-		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_DST, a);
-		if (kind == CT_MSG_CREATE) {
-			memcpy(&a, f->nat_src, 4);
-			nfct_set_attr_u32(c, ATTR_SNAT_IPV4, a);
-		}
-	} else {
-		nfct_set_attr(c, ATTR_ORIG_IPV6_SRC, f->key.src);
-		nfct_set_attr(c, ATTR_ORIG_IPV6_DST, f->key.dst);
-		if (kind == CT_MSG_CREATE)
-			nfct_set_attr(c, ATTR_SNAT_IPV6, f->nat_src);
-	}
-	nfct_set_attr_u16(c, ATTR_ORIG_PORT_SRC, htons(f->key.sport));
-	nfct_set_attr_u16(c, ATTR_ORIG_PORT_DST, htons(f->key.dport));
-	if (kind == CT_MSG_CREATE) {
-		if (f->nat_port)
-			nfct_set_attr_u16(c, ATTR_SNAT_PORT, htons(f->nat_port));
-		/* The reply tuple mirrors the original; SNAT rewrites it in
-		 * the kernel. */
-		nfct_setobjopt(c, NFCT_SOPT_SETUP_REPLY);
-		nfct_set_attr_u32(c, ATTR_STATUS, IPS_SEEN_REPLY | IPS_ASSURED);
-	}
-	if (kind != CT_MSG_DELETE) {
-		nfct_set_attr_u32(c, ATTR_MARK, f->mark);
-		nfct_set_attr_u32(c, ATTR_TIMEOUT, timeout_s);
-		if (f->key.proto == IPPROTO_TCP) {
-			uint8_t flags = IP_CT_TCP_FLAG_BE_LIBERAL | IP_CT_TCP_FLAG_SACK_PERM;
-
-			nfct_set_attr_u8(c, ATTR_TCP_STATE, TCP_CONNTRACK_ESTABLISHED);
-			nfct_set_attr_u8(c, ATTR_TCP_FLAGS_ORIG, flags);
-			nfct_set_attr_u8(c, ATTR_TCP_MASK_ORIG, flags);
-			nfct_set_attr_u8(c, ATTR_TCP_FLAGS_REPL, flags);
-			nfct_set_attr_u8(c, ATTR_TCP_MASK_REPL, flags);
-		}
 	}
 	nlh = mnl_nlmsg_put_header(buf);
 	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) |
 	    (kind == CT_MSG_DELETE ? IPCTNL_MSG_CT_DELETE : IPCTNL_MSG_CT_NEW);
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	/* No NLM_F_ACK: the kernel answers errors only (see ct_write_send). */
+	nlh->nlmsg_flags = NLM_F_REQUEST;
 	if (kind == CT_MSG_CREATE)
 		nlh->nlmsg_flags |= NLM_F_CREATE | NLM_F_EXCL;
 	nlh->nlmsg_seq = seq;
 	nfh = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfh));
-	nfh->nfgen_family = f->key.family;
+	nfh->nfgen_family = k->family;
 	nfh->version = NFNETLINK_V0;
 	nfh->res_id = 0;
-	if (nfct_nlmsg_build(nlh, c) == 0)
-		rc = (int)nlh->nlmsg_len;
-	nfct_destroy(c);
-	return rc;
-}
+	ct_put_tuple(nlh, CTA_TUPLE_ORIG, k, k->src, k->dst, sport, dport);
+	if (kind == CT_MSG_DELETE)
+		return (int)nlh->nlmsg_len;
+	if (kind == CT_MSG_CREATE) {
+		/* The reply tuple mirrors the original; source NAT to one
+		 * address and port rewrites it in the kernel. */
+		ct_put_tuple(nlh, CTA_TUPLE_REPLY, k, k->dst, k->src, dport, sport);
+		nest = mnl_attr_nest_start(nlh, CTA_NAT_SRC);
+		/* Without a maximum the range is the minimum alone. */
+		if (k->family == AF_INET)
+			mnl_attr_put(nlh, CTA_NAT_V4_MINIP, 4, f->nat_src);
+		else
+			mnl_attr_put(nlh, CTA_NAT_V6_MINIP, 16, f->nat_src);
+		if (f->nat_port != 0) {
+			struct nlattr *proto = mnl_attr_nest_start(nlh, CTA_NAT_PROTO);
 
-int
-ct_put_create(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
-    uint32_t seq)
-{
-	return ct_put_msg(buf, space, f, timeout_s, seq, CT_MSG_CREATE);
+			mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MIN, htons(f->nat_port));
+			mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MAX, htons(f->nat_port));
+			mnl_attr_nest_end(nlh, proto);
+		}
+		mnl_attr_nest_end(nlh, nest);
+		/* CONFIRMED as libnetfilter_conntrack sends it (the kernel
+		 * keeps that bit to itself). */
+		mnl_attr_put_u32(nlh, CTA_STATUS,
+		    htonl(IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED));
+	}
+	mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(timeout_s));
+	mnl_attr_put_u32(nlh, CTA_MARK, htonl(f->mark));
+	if (k->proto == IPPROTO_TCP) {
+		struct nf_ct_tcp_flags fl = {
+			.flags = IP_CT_TCP_FLAG_BE_LIBERAL | IP_CT_TCP_FLAG_SACK_PERM,
+			.mask = IP_CT_TCP_FLAG_BE_LIBERAL | IP_CT_TCP_FLAG_SACK_PERM,
+		};
+
+		nest = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
+		tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
+		mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, TCP_CONNTRACK_ESTABLISHED);
+		mnl_attr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, sizeof(fl), &fl);
+		mnl_attr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_REPLY, sizeof(fl), &fl);
+		mnl_attr_nest_end(nlh, tcp);
+		mnl_attr_nest_end(nlh, nest);
+	}
+	return (int)nlh->nlmsg_len;
 }
 
 /*
@@ -552,18 +717,43 @@ ct_new_events(struct ct *ct, bool join)
 		ct->cb(CT_OVERRUN, NULL, ct->data);
 }
 
-/* Sends wr_buf and reads every answer.  Returns the number of items that
- * must be sent again in their second form (left in retry[]). */
+/* The kernel does a write's work in our system calls: this thread's CPU
+ * time around them is the write's cost (kernel_writes.cpu_ms). */
+static uint64_t
+ct_thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Sends wr_buf and reads the answers.  The messages ask for no
+ * acknowledgement, so the kernel answers only those that failed, each
+ * with its sequence number: an acknowledgement per success would cost a
+ * socket buffer and a recv() per entry, a fifth of the write.  ctnetlink
+ * has handled the whole batch, and queued its errors, when sendmsg()
+ * returns, so the socket holds every answer there will be; an item
+ * without one succeeded.  (Errors lost to a full receive buffer, counted
+ * in enobufs, are taken for successes: the takeover's check repairs
+ * what is missing.)  Returns the number of items that must be sent again
+ * in their second form (left in retry[]).
+ */
 static size_t
 ct_write_send(struct ct *ct, struct ct_write_item *retry)
 {
-	size_t answered = 0, nretry = 0;
+	bool failed[CT_WRITE_BATCH] = { false };
+	size_t nretry = 0;
+	uint64_t t0;
 	char rbuf[16384];
 	ssize_t sent;
 	int saved;
 
 	if (ct->wr_n == 0)
 		return 0;
+	t0 = ct_thread_cpu_ns();
 	ct_new_events(ct, false);
 	sent = mnl_socket_sendto(ct->wr, ct->wr_buf, ct->wr_len);
 	saved = errno;
@@ -575,12 +765,11 @@ ct_write_send(struct ct *ct, struct ct_write_item *retry)
 		log_warn("ct: writing %zu entries to the kernel", ct->wr_n);
 		goto done;
 	}
-	while (answered < ct->wr_n) {
+	for (;;) {
 		ssize_t r = recv(ct->wrfd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
 		int len = (int)r;
 
 		if (r < 0) {
-			/* ENOBUFS: answers were lost; count what is missing. */
 			if (errno == ENOBUFS)
 				ct->wst.enobufs++;
 			break;
@@ -590,19 +779,22 @@ ct_write_send(struct ct *ct, struct ct_write_item *retry)
 			const struct nlmsgerr *e;
 			uint32_t idx;
 
-			if (h->nlmsg_type != NLMSG_ERROR)
+			if (h->nlmsg_type != NLMSG_ERROR ||
+			    h->nlmsg_len < MNL_NLMSG_HDRLEN + sizeof(*e))
 				continue;
 			e = mnl_nlmsg_get_payload(h);
 			idx = e->msg.nlmsg_seq - ct->wr_seq;
-			if (idx >= ct->wr_n)
+			if (idx >= ct->wr_n || e->error == 0 || failed[idx])
 				continue;
-			answered++;
+			failed[idx] = true;
 			ct_write_answer(ct, &ct->wr_items[idx], e->error, retry, &nretry);
 		}
 	}
-	if (answered < ct->wr_n)
-		ct->wst.unanswered += ct->wr_n - answered;
+	for (size_t i = 0; i < ct->wr_n; i++)
+		if (!failed[i])
+			ct_write_answer(ct, &ct->wr_items[i], 0, retry, &nretry);
 done:
+	ct->wst.cpu_ns += ct_thread_cpu_ns() - t0;
 	ct->wr_seq += (uint32_t)ct->wr_n;
 	ct->wr_n = 0;
 	ct->wr_len = 0;

@@ -8,6 +8,9 @@
  * NEW event fires when the connection is confirmed, after SNAT, so its
  * reply tuple already carries the translated source address and port.
  *
+ * Events are read in runs, at most CT_EVENT_HOLD_MS (ct.c) after the
+ * kernel queued them, so that a steady stream costs one wake-up per run.
+ *
  * Overruns: when the kernel could not queue an event (ENOBUFS), events
  * were lost; the owner is told (CT_OVERRUN) and answers with a resync from
  * a dump.  Dumps are filtered by mark in the kernel, one per provider, and
@@ -52,21 +55,41 @@ struct ct *ct_create(struct ev_loop *loop, const struct config *cfg,
     ct_event_cb cb, void *data);
 void ct_destroy(struct ct *ct);
 
+/* One conntrack message (event or dump) as a flow of ours: 0 and *f
+ * filled, 1 when it carries no provider mark of cfg, -1 when it is
+ * malformed or of a family other than IPv4/IPv6. */
+struct nlmsghdr;
+int ct_parse_flow(const struct nlmsghdr *nlh, const struct config *cfg, struct flow *f);
+
 /* Calls cb for every kernel entry with a provider mark.  Returns the number
  * of entries, or -1 with errno. */
 long ct_dump(struct ct *ct, ct_dump_cb cb, void *data);
 
 /*
- * Writes into buf a ctnetlink message that creates f's entry as it was on
- * the node that owned it: the original tuple, source NAT to
- * nat_src:nat_port (the kernel derives the reply tuple from it, which is
- * what makes the translation real), the mark, SEEN_REPLY|ASSURED, and for
- * TCP the ESTABLISHED state with liberal window tracking on both sides
- * (the injected entry never saw the window).  Returns the message length,
- * or -1 with errno ENOSPC when it does not fit.
+ * Writes into buf one ctnetlink message about f's entry, for the kernel:
+ *   CT_MSG_CREATE  the entry as it was on the node that owned it: the
+ *                  original tuple, source NAT to nat_src:nat_port (the
+ *                  kernel derives the reply tuple from it, which is what
+ *                  makes the translation real), the mark, SEEN_REPLY|
+ *                  ASSURED, and for TCP the ESTABLISHED state with liberal
+ *                  window tracking on both sides (the injected entry never
+ *                  saw the window);
+ *   CT_MSG_UPDATE  what the kernel lets an existing entry change: mark,
+ *                  timeout, TCP state (NAT and status are fixed at
+ *                  creation);
+ *   CT_MSG_DELETE  the original tuple alone.
+ * The message asks for no acknowledgement (the kernel answers errors only;
+ * a caller that wants one sets NLM_F_ACK).  Returns the message length, or
+ * -1 with errno ENOSPC (buf too small) or EAFNOSUPPORT.
  */
-int ct_put_create(void *buf, size_t space, const struct flow *f,
-    uint32_t timeout_s, uint32_t seq);
+enum ct_msg {
+	CT_MSG_CREATE,
+	CT_MSG_UPDATE,
+	CT_MSG_DELETE,
+};
+
+int ct_put_msg(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
+    uint32_t seq, enum ct_msg kind);
 void ct_get_stats(const struct ct *ct, struct ct_stats *out);
 
 /*
@@ -76,13 +99,12 @@ void ct_get_stats(const struct ct *ct, struct ct_stats *out);
  * at a high cost (see ct.c).
  * ct_write_upsert() and ct_write_delete() queue one ctnetlink message each;
  * ct_write_flush() (the owner's before-sleep hook; also whenever a batch of
- * CT_WRITE_BATCH fills up) sends them in one sendmsg and reads the answers,
- * which the kernel has queued by then: nothing blocks, nothing stays in
- * flight.
+ * CT_WRITE_BATCH fills up) sends them in one sendmsg and reads the answers
+ * (errors only), which the kernel has queued by then: nothing blocks,
+ * nothing stays in flight.
  *
- * An upsert creates the entry as ct_put_create() describes; when the
- * original tuple exists already (EEXIST) it updates mark, timeout and TCP
- * state instead.  With expect_exists it tries the update first and
+ * An upsert creates the entry (CT_MSG_CREATE); when the original tuple
+ * exists already (EEXIST) it updates mark, timeout and TCP state instead.  With expect_exists it tries the update first and
  * creates on ENOENT (the takeover pass, where hot standby put nearly all
  * entries in already).  When both halves fail, the translated reply tuple
  * is another entry's: a NAT conflict, counted, never remapped.
@@ -106,8 +128,8 @@ struct ct_write_stats {
 	uint64_t conflicts;	/* NAT reply tuple held by another entry */
 	uint64_t not_found;	/* delete of an entry the kernel did not have */
 	uint64_t failed;	/* any other error */
-	uint64_t enobufs;	/* answers lost (socket buffer) */
-	uint64_t unanswered;	/* messages whose answer never came */
+	uint64_t enobufs;	/* error answers lost (socket buffer) */
+	uint64_t cpu_ns;	/* this thread's CPU time in the writes */
 	int last_errno;
 };
 

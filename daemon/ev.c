@@ -15,6 +15,7 @@ struct ev_file {
 	ev_fd_cb on_read;
 	ev_fd_cb on_write;
 	void *data;
+	bool read_off;
 	bool want_write;
 	bool dead;
 	struct ev_file *next;
@@ -100,7 +101,7 @@ ev_file_ctl(struct ev_loop *loop, struct ev_file *f, int op)
 {
 	struct epoll_event ee = { 0 };
 
-	ee.events = EPOLLIN | (f->want_write ? EPOLLOUT : 0);
+	ee.events = (f->read_off ? 0 : EPOLLIN) | (f->want_write ? EPOLLOUT : 0);
 	ee.data.ptr = f;
 	return epoll_ctl(loop->epfd, op, f->fd, &ee);
 }
@@ -142,6 +143,21 @@ ev_fd_want_write(struct ev_loop *loop, int fd, bool want)
 	if (f->want_write == want)
 		return 0;
 	f->want_write = want;
+	return ev_file_ctl(loop, f, EPOLL_CTL_MOD);
+}
+
+int
+ev_fd_want_read(struct ev_loop *loop, int fd, bool want)
+{
+	struct ev_file *f = ev_file_find(loop, fd);
+
+	if (f == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (f->read_off == !want)
+		return 0;
+	f->read_off = !want;
 	return ev_file_ctl(loop, f, EPOLL_CTL_MOD);
 }
 

@@ -33,6 +33,9 @@ void ev_destroy(struct ev_loop *loop);
 int ev_fd_add(struct ev_loop *loop, int fd, ev_fd_cb on_read, ev_fd_cb on_write,
     void *data);
 int ev_fd_want_write(struct ev_loop *loop, int fd, bool want);
+/* Read interest is on from ev_fd_add(); off, the fd's data waits in the
+ * kernel (errors and hang-ups are still reported, to on_read). */
+int ev_fd_want_read(struct ev_loop *loop, int fd, bool want);
 /* Safe to call from inside any callback, including the fd's own. */
 void ev_fd_del(struct ev_loop *loop, int fd);
 

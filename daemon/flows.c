@@ -216,8 +216,8 @@ flows_account(struct flows *ft, const struct flow *f, int64_t d)
 	ft->origin[f->origin] += (size_t)d;
 }
 
-int
-flows_upsert(struct flows *ft, const struct flow *f)
+const struct flow *
+flows_put(struct flows *ft, const struct flow *f, bool *inserted)
 {
 	uint32_t h;
 	size_t i, pos;
@@ -225,7 +225,7 @@ flows_upsert(struct flows *ft, const struct flow *f)
 
 	if (f->provider >= FLOWS_MAX_PROVIDERS || f->origin > FLOW_PEER) {
 		errno = EINVAL;
-		return -1;
+		return NULL;
 	}
 	h = (uint32_t)flow_key_hash(&f->key);
 	i = flows_find(ft, &f->key, h, &found);
@@ -234,22 +234,23 @@ flows_upsert(struct flows *ft, const struct flow *f)
 		flows_account(ft, &ft->ent[pos], -1);
 		ft->ent[pos] = *f;
 		flows_account(ft, f, 1);
-		return 0;
+		*inserted = false;
+		return &ft->ent[pos];
 	}
 	if (ft->count >= ft->max) {
 		errno = ENOSPC;
-		return -1;
+		return NULL;
 	}
 	/* Both allocations happen before anything changes, so a failure
 	 * leaves the table as it was. */
 	if (ft->count == ft->cap && flows_grow_records(ft) == -1) {
 		errno = ENOMEM;
-		return -1;
+		return NULL;
 	}
 	if ((ft->count + 1) * 4 > ft->nslots * 3) {
 		if (flows_grow_index(ft) == -1) {
 			errno = ENOMEM;
-			return -1;
+			return NULL;
 		}
 		i = flows_find(ft, &f->key, h, &found);
 	}
@@ -258,7 +259,18 @@ flows_upsert(struct flows *ft, const struct flow *f)
 	ft->slot[i].pos = (uint32_t)(pos + 1);
 	ft->slot[i].hash = h;
 	flows_account(ft, f, 1);
-	return 1;
+	*inserted = true;
+	return &ft->ent[pos];
+}
+
+int
+flows_upsert(struct flows *ft, const struct flow *f)
+{
+	bool inserted;
+
+	if (flows_put(ft, f, &inserted) == NULL)
+		return -1;
+	return inserted ? 1 : 0;
 }
 
 /* Empties slot i and shifts later members of its probe run back. */

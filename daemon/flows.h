@@ -74,6 +74,9 @@ void flows_destroy(struct flows *ft);
  * or ENOMEM.  Per-provider counts follow the entry's provider and origin.
  */
 int flows_upsert(struct flows *ft, const struct flow *f);
+/* The same, returning the stored entry (valid until the table changes)
+ * and in *inserted which case it was; NULL with errno. */
+const struct flow *flows_put(struct flows *ft, const struct flow *f, bool *inserted);
 /* Returns 0, or -1 with errno ENOENT.  The removed entry is copied to
  * *old when old is not NULL. */
 int flows_delete(struct flows *ft, const struct flow_key *key, struct flow *old);

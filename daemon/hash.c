@@ -1,3 +1,6 @@
+#include <endian.h>
+#include <string.h>
+
 #include "hash.h"
 
 #define HASH_K1 0xa0761d6478bd642fULL
@@ -11,6 +14,10 @@ hash_load(const uint8_t *p, size_t n)
 	uint64_t w = 0;
 	size_t i;
 
+	if (n == 8) {
+		memcpy(&w, p, 8);
+		return le64toh(w);
+	}
 	for (i = 0; i < n; i++)
 		w |= (uint64_t)p[i] << (8 * i);
 	return w;

@@ -160,22 +160,21 @@ on_packet(const struct queue_packet *pkt, void *data)
  * the peer's.  The kernel's copy of a peer flow (hot standby) stays the
  * peer's: an event or a dump that shows it does not make it ours. */
 static const struct flow *
-flow_learned(struct uplinkd *d, const struct flow *f)
+flow_learned(struct uplinkd *d, const struct flow *f, const struct flow *old)
 {
 	struct flow copy = *f;
-	const struct flow *old = flows_lookup(d->flows, &f->key);
 	uint32_t now = uplinkd_now_s(d);
+	const struct flow *stored;
+	bool inserted;
 
 	if (old != NULL && old->origin == FLOW_PEER)
 		return NULL;
 
 	copy.created = old ? old->created : now;
 	copy.updated = now;
-	if (flows_upsert(d->flows, &copy) == -1) {
+	if ((stored = flows_put(d->flows, &copy, &inserted)) == NULL)
 		d->flows_full++;
-		return NULL;
-	}
-	return flows_lookup(d->flows, &f->key);
+	return stored;
 }
 
 static void
@@ -196,7 +195,9 @@ resync_keep(const struct flow *f, void *data)
 static int
 resync_add(const struct flow *f, void *data)
 {
-	flow_learned(data, f);
+	struct uplinkd *d = data;
+
+	flow_learned(d, f, flows_lookup(d->flows, &f->key));
 	return 0;
 }
 
@@ -247,12 +248,12 @@ on_ct_event(enum ct_event ev, const struct flow *f, void *data)
 
 	/* Our own writes of the peer's flows (hot standby) come back as
 	 * events: the peer still owns those flows. */
-	if (ev != CT_OVERRUN && (cur = flows_lookup(d->flows, &f->key)) != NULL &&
-	    cur->origin == FLOW_PEER)
+	cur = ev != CT_OVERRUN ? flows_lookup(d->flows, &f->key) : NULL;
+	if (cur != NULL && cur->origin == FLOW_PEER)
 		return;
 	switch (ev) {
 	case CT_NEW:
-		if ((cur = flow_learned(d, f)) != NULL)
+		if ((cur = flow_learned(d, f, cur)) != NULL)
 			session_own_upsert(d->session, cur, ev_clock_us());
 		break;
 	case CT_DESTROY:

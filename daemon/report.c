@@ -141,8 +141,9 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 		emit_u64(out, "deleted", w.deleted);
 		emit_u64(out, "conflicts", w.conflicts);
 		emit_u64(out, "not_found", w.not_found);
-		emit_u64(out, "failed", w.failed + w.enobufs + w.unanswered);
+		emit_u64(out, "failed", w.failed + w.enobufs);
 		emit_u64(out, "backlog", backlog_len(d->backlog));
+		emit_double(out, "cpu_ms", (double)w.cpu_ns / 1e6, 1);
 		emit_object_end(out);
 	}
 	report_sync(d, out, false);

@@ -1080,6 +1080,19 @@ channel_send(struct channel *ch, const void *buf, size_t len)
 	return 0;
 }
 
+void
+channel_flush(struct channel *ch)
+{
+	struct chan_conn *c = ch->up;
+
+	if (c == NULL || ch->destroyed || ch->qlen == 0 || c->phase != CONN_UP ||
+	    c->write_wants_read || c->read_wants_write)
+		return;
+	chan_enter(ch);
+	conn_flush(c);
+	chan_leave(ch);
+}
+
 size_t
 channel_queued(const struct channel *ch)
 {

@@ -84,6 +84,10 @@ void channel_destroy(struct channel *ch);
 /* Queues bytes for the peer.  0, or -1 with errno ENOTCONN (not up) or
  * ENOBUFS (over CHANNEL_MAX_QUEUED). */
 int channel_send(struct channel *ch, const void *buf, size_t len);
+/* Writes what the socket takes now instead of in the write callback of
+ * the next loop iteration (for the owner's before-sleep hook: one wake-up
+ * less per flush).  May deliver CHANNEL_EV_DOWN before it returns. */
+void channel_flush(struct channel *ch);
 /* Bytes queued and not yet written. */
 size_t channel_queued(const struct channel *ch);
 /* Drops the connection (the session saw a protocol violation); the

@@ -9,11 +9,11 @@
  *
  * The bulk walks the flow table by dense position, downwards, a few
  * batches per loop iteration (SESSION_BULK_STEP) while the channel's
- * queue is short.  The step is what lets the bulk stream: the channel
- * writes only from its write callback, so a walk that filled the queue to
- * SESSION_QUEUE_HIGH in one go would encode a whole 100k-flow table
- * before the peer received its first byte (sender and receiver then work
- * one after the other instead of at once).  Changes during the walk go
+ * queue is short.  The step is what lets the bulk stream: each step's
+ * batches are written at the end of the iteration (channel_flush), while
+ * a walk that filled the queue to SESSION_QUEUE_HIGH in one go would
+ * encode a whole 100k-flow table before the peer received its first byte
+ * (sender and receiver then work one after the other instead of at once).  Changes during the walk go
  * through the pending set and are flushed after each step, in stream
  * order: whatever the walk sends is the table's current state, and any
  * later change follows it.
@@ -208,8 +208,8 @@ cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void
-lag_percentiles(const struct session *s, struct session_stats *st)
+void
+session_get_lag(const struct session *s, struct session_stats *st)
 {
 	uint32_t v[SESSION_LAG_SAMPLES];
 	int64_t since = ev_now_ms(s->loop) - SESSION_LAG_WINDOW_MS;
@@ -370,8 +370,8 @@ bulk_step(struct session *s)
 {
 	int step = SESSION_BULK_STEP;
 
-	/* Every pass but the last sends a batch, which arms the channel's
-	 * write callback: the loop comes back here without sleeping. */
+	/* What is left of the walk after these steps follows in the next
+	 * loop iteration, without sleeping (session_flush). */
 	while (s->tx_bulk == BULK_WALKING && channel_queued(s->ch) < SESSION_QUEUE_HIGH &&
 	    step-- > 0) {
 		size_t nup = 0;
@@ -525,6 +525,12 @@ session_flush(void *data)
 		pending_clear(s);
 	else
 		flush_pending(s);
+	/* Last: it may report the connection lost. */
+	channel_flush(s->ch);
+	/* A walk with room in the queue goes on at once; a full queue waits
+	 * for the socket (the channel's write callback). */
+	if (s->tx_bulk == BULK_WALKING && channel_queued(s->ch) < SESSION_QUEUE_HIGH)
+		ev_no_sleep(s->loop);
 }
 
 /* --- receiving --- */
@@ -1053,7 +1059,8 @@ session_get_stats(const struct session *s, struct session_stats *out)
 	out->seq_acked = s->seq_acked;
 	out->seq_received = s->seq_rx;
 	out->pending = flows_count(s->pending);
-	lag_percentiles(s, out);
+	out->lag_p50_ms = out->lag_p99_ms = -1;
+	out->lag_samples = 0;
 }
 
 static void
@@ -1102,6 +1109,7 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	}
 	channel_get_stats(s->ch, &cs);
 	session_get_stats(s, &st);
+	session_get_lag(s, &st);
 	f = &s->fst;
 	bad_frame = f->bad_magic + f->bad_version + f->bad_type + f->oversized +
 	    f->truncated + f->undecodable + f->out_of_order + st.hello_refused;

@@ -83,7 +83,9 @@ struct session_stats {
 	uint64_t yielded;		/* own flows the master's copy replaced */
 	bool peer_providers_known;	/* the peer sent its provider states */
 	unsigned peer_usable;		/* ... providers up and not draining */
-	double lag_p50_ms, lag_p99_ms;	/* last minute; < 0 without samples */
+	/* Last minute, from session_get_lag() (it sorts the samples: for
+	 * status, not for every timer tick); < 0 without samples. */
+	double lag_p50_ms, lag_p99_ms;
 	uint64_t lag_samples;		/* ... how many */
 };
 
@@ -139,6 +141,8 @@ bool session_in_sync(const struct session *s);
 /* Between the peer's BulkBegin and BulkEnd (false for NULL). */
 bool session_receiving_bulk(const struct session *s);
 void session_get_stats(const struct session *s, struct session_stats *out);
+/* Fills out's lag fields. */
+void session_get_lag(const struct session *s, struct session_stats *out);
 /* Emits the fields of the `sync` object (ARCHITECTURE.md keys first);
  * detail adds TLS, sequence, lag and rejection breakdowns.  s == NULL
  * (no sync configured) emits the object of a node that runs alone. */

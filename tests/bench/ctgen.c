@@ -193,12 +193,14 @@ main(int argc, char *argv[])
 			memcpy(f.nat_src, snat[p].a, 4);
 			f.nat_port = (uint16_t)(1024 + k % 60000);
 			f.mark = marks[p];
-			w = ct_put_create(buf + len, sizeof(buf) - len, &f, (uint32_t)timeout,
-			    (uint32_t)i);
+			w = ct_put_msg(buf + len, sizeof(buf) - len, &f, (uint32_t)timeout,
+			    (uint32_t)i, CT_MSG_CREATE);
 			if (w < 0) {
 				perror("ctgen: building message");
 				return 1;
 			}
+			/* Every create acknowledged, as in the anchor's ctgen. */
+			((struct nlmsghdr *)(void *)(buf + len))->nlmsg_flags |= NLM_F_ACK;
 			len += (size_t)w;
 		}
 		want = i - first;

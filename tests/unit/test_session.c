@@ -171,6 +171,7 @@ stats(const struct node *n)
 	struct session_stats st;
 
 	session_get_stats(n->s, &st);
+	session_get_lag(n->s, &st);
 	return st;
 }
 
