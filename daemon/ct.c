@@ -13,6 +13,7 @@
 
 #include "ct.h"
 #include "log.h"
+#include "nlmsg.h"
 
 #define CT_EVENT_RCVBUF (32 << 20)
 #define CT_EVENT_VLEN 64	/* events per recvmmsg */
@@ -315,7 +316,7 @@ ct_on_event(int fd, void *data)
 				continue;
 			}
 			for (const struct nlmsghdr *nlh = (const void *)ct->buf[i];
-			    mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
+			    nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
 				ct_event_msg(ct, nlh);
 		}
 		got += (size_t)n;
@@ -774,7 +775,7 @@ ct_write_send(struct ct *ct, struct ct_write_item *retry)
 				ct->wst.enobufs++;
 			break;
 		}
-		for (const struct nlmsghdr *h = (const void *)rbuf; mnl_nlmsg_ok(h, len);
+		for (const struct nlmsghdr *h = (const void *)rbuf; nlmsg_ok(h, len);
 		    h = mnl_nlmsg_next(h, &len)) {
 			const struct nlmsgerr *e;
 			uint32_t idx;

@@ -41,6 +41,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "nlmsg.h"
 
 #define HEALTH_PAYLOAD 16		/* cookie (8) + send time (8) */
 #define HEALTH_PKT_MAX 1500
@@ -754,7 +755,7 @@ health_nl_read(int fd, void *data)
 			return;
 		}
 		left = (int)n;
-		for (nlh = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, left);
+		for (nlh = (const struct nlmsghdr *)buf; nlmsg_ok(nlh, left);
 		    nlh = mnl_nlmsg_next(nlh, &left)) {
 			bool ours = h->dump_seq != 0 && nlh->nlmsg_seq == h->dump_seq;
 

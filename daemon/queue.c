@@ -13,6 +13,7 @@
 #include <libnetfilter_queue/libnetfilter_queue.h>
 
 #include "log.h"
+#include "nlmsg.h"
 #include "queue.h"
 
 #define QUEUE_MAXLEN 8192		/* packets waiting per queue in the kernel */
@@ -231,7 +232,7 @@ queue_on_read(int fd, void *data)
 			break;
 		}
 		len = (int)n;
-		for (nlh = (const struct nlmsghdr *)(const void *)q->rx; mnl_nlmsg_ok(nlh, len);
+		for (nlh = (const struct nlmsghdr *)(const void *)q->rx; nlmsg_ok(nlh, len);
 		    nlh = mnl_nlmsg_next(nlh, &len)) {
 			if (nlh->nlmsg_type == NLMSG_ERROR || nlh->nlmsg_type == NLMSG_DONE)
 				continue;

@@ -146,9 +146,12 @@ enum frame_result {
 	FRAME_FATAL,		/* header violation, counted: drop the connection */
 };
 
+struct frame_arena_block;
+
 struct frame_msg {
 	enum frame_type type;
 	ProtobufCMessage *msg;	/* of frame_type_descriptor(type) */
+	struct frame_arena_block *arena;	/* msg's memory (frame.c) */
 };
 
 struct frame_decoder;
