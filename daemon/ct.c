@@ -258,32 +258,13 @@ ct_event_msg(struct ct *ct, const struct nlmsghdr *nlh)
 	}
 }
 
-static int64_t
-ct_on_hold_end(void *data)
+/* Reads what the event socket holds, a bounded amount; returns the
+ * number of messages read. */
+static size_t
+ct_read_events(struct ct *ct)
 {
-	struct ct *ct = data;
-
-	ct->hold = NULL;
-	if (ev_fd_want_read(ct->loop, ct->evfd, true) == -1)
-		log_warn("ct: epoll on the event socket");
-	return EV_TIMER_STOP;
-}
-
-/*
- * Events are read in runs: once a wake-up has found some, the socket is
- * left alone for CT_EVENT_HOLD_MS and what arrives meanwhile waits in its
- * buffer, to be read in one go.  Under a steady stream of new connections
- * that turns a wake-up, and a sync flush, per kernel batch into one per
- * hold, for a delay of at most the hold; a lone event is read at once.
- */
-static void
-ct_on_event(int fd, void *data)
-{
-	struct ct *ct = data;
 	size_t got = 0;
 
-	(void)fd;
-	/* Bounded per wake-up so the queue is never starved. */
 	for (int round = 0; round < CT_EVENT_ROUNDS; round++) {
 		struct mmsghdr mm[CT_EVENT_VLEN];
 		struct iovec iov[CT_EVENT_VLEN];
@@ -323,7 +304,40 @@ ct_on_event(int fd, void *data)
 		if (n < CT_EVENT_VLEN)
 			break;
 	}
-	if (got == 0 || ct->hold != NULL)
+	return got;
+}
+
+/*
+ * Events are read in runs: once a wake-up has found some, the socket is
+ * left alone for CT_EVENT_HOLD_MS and what arrives meanwhile waits in its
+ * buffer, to be read in one go when the hold ends.  Under a steady stream
+ * of new connections that turns a wake-up, and a sync flush, per kernel
+ * batch into one per hold, for a delay of at most the hold; a lone event
+ * is read at once.  While the stream lasts, the hold's timer reads each
+ * run itself, so the socket's epoll interest stays off until a hold finds
+ * nothing.
+ */
+static int64_t
+ct_on_hold_end(void *data)
+{
+	struct ct *ct = data;
+
+	if (ct_read_events(ct) > 0)
+		return CT_EVENT_HOLD_MS;
+	ct->hold = NULL;
+	if (ev_fd_want_read(ct->loop, ct->evfd, true) == -1)
+		log_warn("ct: epoll on the event socket");
+	return EV_TIMER_STOP;
+}
+
+static void
+ct_on_event(int fd, void *data)
+{
+	struct ct *ct = data;
+
+	(void)fd;
+	/* During a hold only an error (an overrun) wakes us. */
+	if (ct_read_events(ct) == 0 || ct->hold != NULL)
 		return;
 	if ((ct->hold = ev_timer_add(ct->loop, CT_EVENT_HOLD_MS, ct_on_hold_end, ct)) == NULL)
 		return;
