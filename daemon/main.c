@@ -156,9 +156,11 @@ on_packet(const struct queue_packet *pkt, void *data)
 	return dec;
 }
 
-/* Returns the flow as it is now in the table, or NULL when it is full or
- * the peer's.  The kernel's copy of a peer flow (hot standby) stays the
- * peer's: an event or a dump that shows it does not make it ours. */
+/* f as learned from the kernel; old is the table's entry for its key
+ * (NULL if none), which the caller has looked up already.  Returns the
+ * flow as it is now in the table, or NULL when it is full or the peer's.
+ * The kernel's copy of a peer flow (hot standby) stays the peer's: an
+ * event or a dump that shows it does not make it ours. */
 static const struct flow *
 flow_learned(struct uplinkd *d, const struct flow *f, const struct flow *old)
 {

@@ -13,9 +13,9 @@
  * from the next chunk with exactly the bytes it still lacks.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,6 +458,7 @@ frame_decoder_next(struct frame_decoder *d, struct frame_msg *out)
 
 	out->type = 0;
 	out->msg = NULL;
+	out->arena = NULL;
 	if (d->fatal)
 		return FRAME_FATAL;
 

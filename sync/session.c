@@ -13,10 +13,10 @@
  * batches are written at the end of the iteration (channel_flush), while
  * a walk that filled the queue to SESSION_QUEUE_HIGH in one go would
  * encode a whole 100k-flow table before the peer received its first byte
- * (sender and receiver then work one after the other instead of at once).  Changes during the walk go
- * through the pending set and are flushed after each step, in stream
- * order: whatever the walk sends is the table's current state, and any
- * later change follows it.
+ * (sender and receiver then work one after the other instead of at
+ * once).  Changes during the walk go through the pending set and are
+ * flushed after each step, in stream order: whatever the walk sends is
+ * the table's current state, and any later change follows it.
  *
  * The receiver's mark: a peer flow's aux byte holds the number (1..255) of
  * the last bulk that touched it.  A BulkEnd sweeps peer flows whose mark
