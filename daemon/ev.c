@@ -15,7 +15,7 @@ struct ev_file {
 	ev_fd_cb on_read;
 	ev_fd_cb on_write;
 	void *data;
-	bool read_off;
+	bool want_read;
 	bool want_write;
 	bool dead;
 	struct ev_file *next;
@@ -101,7 +101,7 @@ ev_file_ctl(struct ev_loop *loop, struct ev_file *f, int op)
 {
 	struct epoll_event ee = { 0 };
 
-	ee.events = (f->read_off ? 0 : EPOLLIN) | (f->want_write ? EPOLLOUT : 0);
+	ee.events = (f->want_read ? EPOLLIN : 0) | (f->want_write ? EPOLLOUT : 0);
 	ee.data.ptr = f;
 	return epoll_ctl(loop->epfd, op, f->fd, &ee);
 }
@@ -122,6 +122,7 @@ ev_fd_add(struct ev_loop *loop, int fd, ev_fd_cb on_read, ev_fd_cb on_write,
 	f->on_read = on_read;
 	f->on_write = on_write;
 	f->data = data;
+	f->want_read = true;
 	if (ev_file_ctl(loop, f, EPOLL_CTL_ADD) == -1) {
 		free(f);
 		return -1;
@@ -131,34 +132,33 @@ ev_fd_add(struct ev_loop *loop, int fd, ev_fd_cb on_read, ev_fd_cb on_write,
 	return 0;
 }
 
-int
-ev_fd_want_write(struct ev_loop *loop, int fd, bool want)
+static int
+ev_fd_want(struct ev_loop *loop, int fd, bool write, bool want)
 {
 	struct ev_file *f = ev_file_find(loop, fd);
+	bool *on;
 
 	if (f == NULL) {
 		errno = ENOENT;
 		return -1;
 	}
-	if (f->want_write == want)
+	on = write ? &f->want_write : &f->want_read;
+	if (*on == want)
 		return 0;
-	f->want_write = want;
+	*on = want;
 	return ev_file_ctl(loop, f, EPOLL_CTL_MOD);
+}
+
+int
+ev_fd_want_write(struct ev_loop *loop, int fd, bool want)
+{
+	return ev_fd_want(loop, fd, true, want);
 }
 
 int
 ev_fd_want_read(struct ev_loop *loop, int fd, bool want)
 {
-	struct ev_file *f = ev_file_find(loop, fd);
-
-	if (f == NULL) {
-		errno = ENOENT;
-		return -1;
-	}
-	if (f->read_off == !want)
-		return 0;
-	f->read_off = !want;
-	return ev_file_ctl(loop, f, EPOLL_CTL_MOD);
+	return ev_fd_want(loop, fd, false, want);
 }
 
 void

@@ -59,6 +59,13 @@ slicer(void *data)
 }
 
 static int64_t
+stop_after(void *data)
+{
+	ev_stop(data);
+	return EV_TIMER_STOP;
+}
+
+static int64_t
 never(void *data)
 {
 	(void)data;
@@ -102,6 +109,21 @@ main(void)
 		    "ev_no_sleep: 1000 slices of a hook's work without blocking (%lld us)",
 		    (long long)(ev_clock_us() - t0));
 	}
+	ev_destroy(st.loop);
+
+	/* Read interest off: data waits in the pipe until it is on again. */
+	st.loop = ev_create();
+	st.reads = 0;
+	if (write(fds[1], "y", 1) != 1)
+		abort();
+	ev_fd_add(st.loop, fds[0], on_read, NULL, &st);
+	tap_ok(ev_fd_want_read(st.loop, fds[0], false) == 0, "read interest off");
+	ev_timer_add(st.loop, 30, stop_after, st.loop);
+	ev_run(st.loop);
+	tap_ok(st.reads == 0, "no read callback while the interest is off");
+	tap_ok(ev_fd_want_read(st.loop, fds[0], true) == 0 && ev_run(st.loop) == 0 &&
+	    st.reads == 1, "the waiting data is read once it is on again");
+	tap_ok(ev_fd_want_read(st.loop, fds[0], true) == -1, "an fd the loop lacks: -1");
 	ev_destroy(st.loop);
 	ev_destroy(NULL);
 	close(fds[0]);
