@@ -25,6 +25,30 @@
 
 static struct config cfg;
 
+/* The test flow's addresses: the internal host, the server, and the
+ * provider source it is translated to. */
+static void
+test_addrs(int family, uint8_t *src, uint8_t *dst, uint8_t *nat)
+{
+	bool v4 = family == AF_INET;
+
+	inet_pton(family, v4 ? "10.0.0.7" : "fd00::7", src);
+	inet_pton(family, v4 ? "203.0.113.9" : "2001:db8::9", dst);
+	inet_pton(family, v4 ? "198.51.100.10" : "2001:db8:a::10", nat);
+}
+
+/* Ends a message libnetfilter_conntrack builds; bails out if it cannot. */
+static size_t
+nfct_finish(struct nlmsghdr *nlh, struct nf_conntrack *c, const char *what)
+{
+	if (nfct_nlmsg_build(nlh, c) != 0) {
+		printf("Bail out! libnetfilter_conntrack could not build %s\n", what);
+		exit(1);
+	}
+	nfct_destroy(c);
+	return nlh->nlmsg_len;
+}
+
 /* A NEW event as the kernel sends it for a SNAT'd flow: the reply tuple
  * carries the translated source as its destination. */
 static size_t
@@ -33,7 +57,9 @@ build(char *buf, int family, uint8_t proto, uint32_t mark)
 	struct nf_conntrack *c = nfct_new();
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	struct nfgenmsg *nfh;
+	uint8_t src[16], dst[16], nat[16];
 
+	test_addrs(family, src, dst, nat);
 	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
 	nfh = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfh));
 	nfh->nfgen_family = (uint8_t)family;
@@ -42,20 +68,20 @@ build(char *buf, int family, uint8_t proto, uint32_t mark)
 	nfct_set_attr_u8(c, ATTR_REPL_L3PROTO, (uint8_t)family);
 	nfct_set_attr_u8(c, ATTR_REPL_L4PROTO, proto);
 	if (family == AF_INET) {
-		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_SRC, inet_addr("10.0.0.7"));
-		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_DST, inet_addr("203.0.113.9"));
-		nfct_set_attr_u32(c, ATTR_REPL_IPV4_SRC, inet_addr("203.0.113.9"));
-		nfct_set_attr_u32(c, ATTR_REPL_IPV4_DST, inet_addr("198.51.100.10"));
-	} else {
-		struct in6_addr a;
+		uint32_t a;
 
-		inet_pton(AF_INET6, "fd00::7", &a);
-		nfct_set_attr(c, ATTR_ORIG_IPV6_SRC, &a);
-		inet_pton(AF_INET6, "2001:db8::9", &a);
-		nfct_set_attr(c, ATTR_ORIG_IPV6_DST, &a);
-		nfct_set_attr(c, ATTR_REPL_IPV6_SRC, &a);
-		inet_pton(AF_INET6, "2001:db8:a::10", &a);
-		nfct_set_attr(c, ATTR_REPL_IPV6_DST, &a);
+		memcpy(&a, src, 4);
+		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_SRC, a);
+		memcpy(&a, dst, 4);
+		nfct_set_attr_u32(c, ATTR_ORIG_IPV4_DST, a);
+		nfct_set_attr_u32(c, ATTR_REPL_IPV4_SRC, a);
+		memcpy(&a, nat, 4);
+		nfct_set_attr_u32(c, ATTR_REPL_IPV4_DST, a);
+	} else {
+		nfct_set_attr(c, ATTR_ORIG_IPV6_SRC, src);
+		nfct_set_attr(c, ATTR_ORIG_IPV6_DST, dst);
+		nfct_set_attr(c, ATTR_REPL_IPV6_SRC, dst);
+		nfct_set_attr(c, ATTR_REPL_IPV6_DST, nat);
 	}
 	nfct_set_attr_u16(c, ATTR_ORIG_PORT_SRC, htons(40001));
 	nfct_set_attr_u16(c, ATTR_ORIG_PORT_DST, htons(443));
@@ -66,12 +92,7 @@ build(char *buf, int family, uint8_t proto, uint32_t mark)
 	nfct_set_attr_u32(c, ATTR_STATUS, IPS_SRC_NAT | IPS_CONFIRMED);
 	if (proto == IPPROTO_TCP)
 		nfct_set_attr_u8(c, ATTR_TCP_STATE, TCP_CONNTRACK_SYN_SENT);
-	if (nfct_nlmsg_build(nlh, c) != 0) {
-		printf("Bail out! libnetfilter_conntrack could not build the test message\n");
-		exit(1);
-	}
-	nfct_destroy(c);
-	return nlh->nlmsg_len;
+	return nfct_finish(nlh, c, "the test message");
 }
 
 static void
@@ -83,15 +104,7 @@ check_parse(int family, uint8_t proto, const char *what)
 	size_t alen = family == AF_INET ? 4 : 16;
 
 	build(buf, family, proto, MARK_B | 0x5);
-	if (family == AF_INET) {
-		inet_pton(AF_INET, "10.0.0.7", src);
-		inet_pton(AF_INET, "203.0.113.9", dst);
-		inet_pton(AF_INET, "198.51.100.10", nat);
-	} else {
-		inet_pton(AF_INET6, "fd00::7", src);
-		inet_pton(AF_INET6, "2001:db8::9", dst);
-		inet_pton(AF_INET6, "2001:db8:a::10", nat);
-	}
+	test_addrs(family, src, dst, nat);
 	tap_ok(ct_parse_flow((void *)buf, &cfg, &f) == 0, "%s: parsed", what);
 	tap_ok(f.key.family == family && f.key.proto == proto, "%s: family and protocol", what);
 	tap_ok(memcmp(f.key.src, src, alen) == 0 && memcmp(f.key.dst, dst, alen) == 0,
@@ -154,12 +167,7 @@ build_nfct(char *buf, const struct flow *f, uint32_t timeout, enum ct_msg kind)
 			nfct_set_attr_u8(c, ATTR_TCP_MASK_REPL, flags);
 		}
 	}
-	if (nfct_nlmsg_build(nlh, c) != 0) {
-		printf("Bail out! libnetfilter_conntrack could not build the reference\n");
-		exit(1);
-	}
-	nfct_destroy(c);
-	return nlh->nlmsg_len;
+	return nfct_finish(nlh, c, "the reference");
 }
 
 /*
@@ -211,15 +219,7 @@ check_build(int family, uint8_t proto, uint16_t nat_port, const char *what)
 
 	f.key.family = (uint8_t)family;
 	f.key.proto = proto;
-	if (family == AF_INET) {
-		inet_pton(AF_INET, "10.0.0.7", f.key.src);
-		inet_pton(AF_INET, "203.0.113.9", f.key.dst);
-		inet_pton(AF_INET, "198.51.100.10", f.nat_src);
-	} else {
-		inet_pton(AF_INET6, "fd00::7", f.key.src);
-		inet_pton(AF_INET6, "2001:db8::9", f.key.dst);
-		inet_pton(AF_INET6, "2001:db8:a::10", f.nat_src);
-	}
+	test_addrs(family, f.key.src, f.key.dst, f.nat_src);
 	f.key.sport = 40001;
 	f.key.dport = 443;
 	f.nat_port = nat_port;
