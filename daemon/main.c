@@ -236,9 +236,11 @@ on_resync_timer(void *data)
 {
 	struct uplinkd *d = data;
 
-	d->resync_timer = NULL;
+	/* While a retry is pending the timer stays ours: an overrun
+	 * meanwhile must not start a second one. */
 	if (flows_resync(d) == -1)
 		return UPLINKD_RESYNC_DELAY_MS * 5;	/* try again */
+	d->resync_timer = NULL;
 	return EV_TIMER_STOP;
 }
 
