@@ -136,12 +136,19 @@ rules_render_iptables(const struct config *cfg, const bool *usable)
 
 	if (f == NULL)
 		return NULL;
-	fprintf(f, "*mangle\n:%s - [0:0]\n:%s - [0:0]\n", RULES_CHAIN_PRE, RULES_CHAIN_FWD);
+	/*
+	 * Every packet of every forwarded connection passes this chain, so
+	 * the common cases leave it early: a LAN packet of a known
+	 * connection after the second rule, anything else that is not NEW
+	 * (replies above all) after the third.
+	 */
+	fprintf(f, "*mangle\n:%s - [0:0]\n", RULES_CHAIN_PRE);
 	/* Restore only on LAN ingress: restoring on provider ingress would
 	 * route replies back out through the provider's table. */
 	fprintf(f, "-A %s -i %s -m connmark ! --mark 0/0x%x -j CONNMARK --restore-mark "
 	    "--nfmask 0x%x --ctmask 0x%x\n", RULES_CHAIN_PRE, lan, m, m, m);
 	fprintf(f, "-A %s -m mark ! --mark 0/0x%x -j RETURN\n", RULES_CHAIN_PRE, m);
+	fprintf(f, "-A %s -m conntrack ! --ctstate NEW -j RETURN\n", RULES_CHAIN_PRE);
 	/*
 	 * Provider side, after a takeover: a mid-stream packet from the far
 	 * end to a SNAT address whose entry is not (yet) in this kernel would
@@ -158,10 +165,9 @@ rules_render_iptables(const struct config *cfg, const bool *usable)
 		if (p->source.family != AF_INET)
 			continue;
 		netaddr_str(&p->source, pfx, sizeof(pfx));
-		fprintf(f, "-A %s -i %s -d %s -p tcp ! --syn -m conntrack --ctstate NEW -j DROP\n",
+		fprintf(f, "-A %s -i %s -d %s -p tcp ! --syn -j DROP\n",
 		    RULES_CHAIN_PRE, p->interface, pfx);
-		fprintf(f, "-A %s -i %s -d %s -p udp -m conntrack --ctstate NEW -j DROP\n",
-		    RULES_CHAIN_PRE, p->interface, pfx);
+		fprintf(f, "-A %s -i %s -d %s -p udp -j DROP\n", RULES_CHAIN_PRE, p->interface, pfx);
 	}
 	fprintf(f, "-A %s ! -i %s -j RETURN\n", RULES_CHAIN_PRE, lan);
 	rules_lan_returns(f, cfg, RULES_CHAIN_PRE);
@@ -179,12 +185,7 @@ rules_render_iptables(const struct config *cfg, const bool *usable)
 		 * kernel fallback below instead of being dropped. */
 		fprintf(f, " --queue-bypass\n");
 	}
-	/* The verdict's ACCEPT skips the rest of PREROUTING, so the mark is
-	 * saved into the connection in a later hook. */
-	fprintf(f, "-A %s -m conntrack --ctstate NEW -m mark ! --mark 0/0x%x "
-	    "-j CONNMARK --save-mark --nfmask 0x%x --ctmask 0x%x\n", RULES_CHAIN_FWD, m, m, m);
-	fprintf(f, "-I PREROUTING 1 -j %s\n-I FORWARD 1 -j %s\nCOMMIT\n",
-	    RULES_CHAIN_PRE, RULES_CHAIN_FWD);
+	fprintf(f, "-I PREROUTING 1 -j %s\nCOMMIT\n", RULES_CHAIN_PRE);
 
 	fprintf(f, "*nat\n:%s - [0:0]\n:%s - [0:0]\n:%s - [0:0]\n", RULES_CHAIN_NATPRE,
 	    RULES_CHAIN_FALLBACK, RULES_CHAIN_POST);
@@ -195,6 +196,14 @@ rules_render_iptables(const struct config *cfg, const bool *usable)
 		    lan, netprefix_str(&cfg->lan.networks[i], pfx, sizeof(pfx)), m,
 		    RULES_CHAIN_FALLBACK);
 	}
+	/*
+	 * The mark, the daemon's or the fallback's, goes into the connection
+	 * here: the verdict's ACCEPT skips the rest of the queueing chain,
+	 * and a nat chain sees only the first packet of a connection, where
+	 * a mangle chain would test every packet.
+	 */
+	fprintf(f, "-A %s -i %s -m mark ! --mark 0/0x%x -j CONNMARK --save-mark "
+	    "--nfmask 0x%x --ctmask 0x%x\n", RULES_CHAIN_NATPRE, lan, m, m, m);
 	rules_fallback_body(f, cfg, usable);
 	for (size_t i = 0; i < cfg->nproviders; i++) {
 		const struct cfg_provider *p = &cfg->providers[i];
@@ -433,11 +442,9 @@ rules_remove(const struct config *cfg, char *err, size_t errlen)
 	int rc = 0;
 
 	rules_unjump("mangle", "PREROUTING", RULES_CHAIN_PRE);
-	rules_unjump("mangle", "FORWARD", RULES_CHAIN_FWD);
 	rules_unjump("nat", "PREROUTING", RULES_CHAIN_NATPRE);
 	rules_unjump("nat", "POSTROUTING", RULES_CHAIN_POST);
 	rules_drop_chain("mangle", RULES_CHAIN_PRE);
-	rules_drop_chain("mangle", RULES_CHAIN_FWD);
 	rules_drop_chain("nat", RULES_CHAIN_NATPRE);
 	rules_drop_chain("nat", RULES_CHAIN_FALLBACK);
 	rules_drop_chain("nat", RULES_CHAIN_POST);

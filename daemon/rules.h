@@ -29,7 +29,6 @@
 
 /* Chain and table names, also used by tests. */
 #define RULES_CHAIN_PRE "UPLINKD-PRE"
-#define RULES_CHAIN_FWD "UPLINKD-FWD"
 #define RULES_CHAIN_NATPRE "UPLINKD-NATPRE"
 #define RULES_CHAIN_FALLBACK "UPLINKD-FALLBACK"
 #define RULES_CHAIN_POST "UPLINKD-POST"

@@ -16,6 +16,7 @@
 #     per event) and RSS per tracked flow at 100k flows.
 #
 # Usage: tests/bench/bench_gateway.sh [ROUNDS] ; env COUNT, LAT_COUNT, UDP_COUNT, CT_FLOWS
+# PARTS: which of "tcp lat udp ct" to run (default all).
 # UPLINKD_BUILD: build directory (default _build/plain).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,6 +29,8 @@ COUNT=${COUNT:-3000}
 LAT_COUNT=${LAT_COUNT:-2000}
 UDP_COUNT=${UDP_COUNT:-100000}
 CT_FLOWS=${CT_FLOWS:-100000}
+PARTS=${PARTS:-tcp lat udp ct}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 LT=$(lab_labtraffic) || exit 1
 B=$UPLINKD_BUILD/tests/bench
 
@@ -62,20 +65,48 @@ lab_start_bg srv server "$LT" server --tcp 5001 --udp 5002 --report "$LAB_DIR/se
 	--deadline 3600
 lab_wait_for "lab_exec srv ss -ltn | grep -q :5001" 10
 
+# synlat_start N / synlat_stop: the gateway's own delay of the first packet
+# of N connections (SYN in on lan0 to SYN out on a provider link), in
+# $LAB_DIR/synlat.out.  Not in a subshell: synlat is this shell's child.
+synlat_start() {
+	ip netns exec "$(lab_ns gw1)" "$B/synlat" --in lan0 --out wan0,wan1 --count "$1" --timeout 300 \
+		>"$LAB_DIR/synlat.out" 2>&1 &
+	synlat_pid=$!
+	lab_wait_for "grep -q ready $LAB_DIR/synlat.out" 10
+}
+synlat_stop() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$synlat_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill "$synlat_pid" 2>/dev/null
+	wait "$synlat_pid" 2>/dev/null
+}
+
 # tcp_rounds TAG COUNT CONCURRENCY: ROUNDS alternating rounds of COUNT short
 # connections; "rate p50 p99 failed" per round in $LAB_DIR/TAG.k and TAG.u.
 tcp_rounds() {
 	local tag=$1 count=$2 conc=$3 r mode line
 	: >"$LAB_DIR/$tag.k"
 	: >"$LAB_DIR/$tag.u"
+	: >"$LAB_DIR/gwlat.k"
+	: >"$LAB_DIR/gwlat.u"
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for mode in k u; do
 			if [ $mode = k ]; then kernel_up; else uplinkd_up; fi
+			[ "$tag" = lat ] && synlat_start "$count"
 			line=$(lab_exec client "$LT" short --to 192.0.2.10:5001 --count "$count" \
 				--concurrency "$conc" --src-from 10.0.0.100 --src-count 50 --timeout 30 \
 				--deadline 300)
 			echo "$(echo "$line" | kv rate) $(echo "$line" | kv connect_p50_us) $(echo "$line" | kv connect_p99_us) $(echo "$line" | kv failed)" >>"$LAB_DIR/$tag.$mode"
 			echo "round $r $([ $mode = k ] && echo kernel-only || echo uplinkd): $line"
+			if [ "$tag" = lat ]; then
+				synlat_stop
+				line=$(grep '^synlat pairs' "$LAB_DIR/synlat.out")
+				echo "$(echo "$line" | kv p50_us) $(echo "$line" | kv p99_us)" >>"$LAB_DIR/gwlat.$mode"
+				echo "  in the gateway: $line"
+			fi
 			if [ $mode = k ]; then kernel_down; else uplinkd_down; fi
 		done
 	done
@@ -88,6 +119,7 @@ tcp_rounds() {
 # Medians of an even number of rounds are not integers: no shell arithmetic.
 diff_us() { python3 -c "print(round($1 - $2, 1))"; }
 
+if part tcp; then
 echo "# 1. new TCP connections/s, $COUNT per round, $ROUNDS rounds, alternating"
 tcp_rounds tcp "$COUNT" 16
 # shellcheck disable=SC2154
@@ -95,14 +127,24 @@ tcp_rounds tcp "$COUNT" 16
 echo "tcp_conn_rate kernel_only=$rate_k uplinkd=$rate_u ratio=$(python3 -c "print(round($rate_u/$rate_k,3))")"
 echo "tcp_connect_latency_us concurrency=16 kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u difference_p50=$(diff_us "$p50_u" "$p50_k") difference_p99=$(diff_us "$p99_u" "$p99_k")"
 }
+fi
+if part lat; then
 echo "# 1b. first-packet latency, one connection at a time, $LAT_COUNT per round, $ROUNDS rounds"
 tcp_rounds lat "$LAT_COUNT" 1
 # shellcheck disable=SC2154
 {
 echo "tcp_connect_latency_us concurrency=1 kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u"
-echo "queue_added_latency_us p50=$(diff_us "$p50_u" "$p50_k") p99=$(diff_us "$p99_u" "$p99_k")"
+echo "connect_time_difference_us p50=$(diff_us "$p50_u" "$p50_k") p99=$(diff_us "$p99_u" "$p99_k")"
+for mode in k u; do
+	eval "g50_$mode=$(cut -d' ' -f1 "$LAB_DIR/gwlat.$mode" | median)"
+	eval "g99_$mode=$(cut -d' ' -f2 "$LAB_DIR/gwlat.$mode" | median)"
+done
+echo "gateway_first_packet_us kernel_only_p50=$g50_k uplinkd_p50=$g50_u kernel_only_p99=$g99_k uplinkd_p99=$g99_u"
+echo "queue_added_latency_us p50=$(diff_us "$g50_u" "$g50_k") p99=$(diff_us "$g99_u" "$g99_k")"
 }
 
+fi
+if part udp; then
 echo "# 2. UDP flood, $UDP_COUNT new flows per run"
 lab_exec srv iptables -I INPUT -p udp ! --dport 5002 -j DROP
 udp_delivered() { lab_exec srv iptables -L INPUT -v -x -n | awk '/udp/ && /DROP/ { print $1; exit }'; }
@@ -127,6 +169,8 @@ for mode in k u; do
 done
 echo "udp_delivered_ratio uplinkd/kernel_only=$(python3 -c "print(round($udp_u/$udp_k,3))")"
 
+fi
+if part ct; then
 echo "# 3. conntrack event intake and memory, $CT_FLOWS flows"
 uplinkd_up
 pid=$(cat "$LAB_DIR/uplinkd-gw1.pid")
@@ -147,3 +191,4 @@ cat "$LAB_DIR/ctgen.out"
 echo "ct_intake flows=$n seconds=$(python3 -c "print(round($t1-$t0,3))") flows_per_s=$(python3 -c "print(round($n/($t1-$t0)))") daemon_cpu_us_per_flow=$(python3 -c "print(round(($cpu1-$cpu0)/$hz*1e6/$n,2))")"
 echo "rss_per_flow_bytes=$(python3 -c "print(round(($rss1-$rss0)*1024/$n,1))") rss_idle_kb=$rss0 rss_kb=$rss1"
 uplinkd_down
+fi

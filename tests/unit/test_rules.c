@@ -84,13 +84,18 @@ main(void)
 	    "connmark restored on LAN ingress only");
 	tap_ok(strstr(ipt, "-A UPLINKD-PRE -s 10.0.0.0/24 -m conntrack --ctstate NEW -j NFQUEUE "
 	    "--queue-num 0 --queue-bypass\n") != NULL, "new LAN connections are queued with bypass");
-	tap_ok(strstr(ipt, "-A UPLINKD-FWD -m conntrack --ctstate NEW -m mark ! --mark 0/0x300 "
-	    "-j CONNMARK --save-mark") != NULL, "mark saved in FORWARD");
+	tap_ok(strstr(ipt, "-A UPLINKD-PRE -m conntrack ! --ctstate NEW -j RETURN\n") != NULL &&
+	    strstr(ipt, "! --ctstate NEW") < strstr(ipt, "-i wan0 -d 198.51.100.10 -p tcp ! --syn -j DROP"),
+	    "packets of known connections leave the chain before the provider-side rules");
+	tap_ok(strstr(ipt, "-A UPLINKD-NATPRE -i lan0 -m mark ! --mark 0/0x300 -j CONNMARK "
+	    "--save-mark --nfmask 0x300 --ctmask 0x300\n") != NULL &&
+	    strstr(ipt, "-j CONNMARK --save-mark") > strstr(ipt, "-j UPLINKD-FALLBACK\n"),
+	    "mark saved in nat PREROUTING, after the fallback");
 	tap_ok(strstr(ipt, "-A UPLINKD-POST -o wan0 -m connmark --mark 0x100/0x300 -j SNAT "
 	    "--to-source 198.51.100.10\n") != NULL, "SNAT per provider mark");
 	tap_ok(count_lines(ipt, "-j MARK --set-mark") == 3, "fallback maps three buckets");
 	tap_ok(count_lines(ipt, "-I PREROUTING 1") == 2 && count_lines(ipt, "-I POSTROUTING 1") == 1 &&
-	    count_lines(ipt, "-I FORWARD 1") == 1, "one jump per built-in chain");
+	    count_lines(ipt, "FORWARD") == 0, "one jump per built-in chain, none in FORWARD");
 	tap_ok(count_lines(ipt, "COMMIT\n") == 2, "two tables, each committed");
 	cfg->queue.first = 4;
 	cfg->queue.count = 2;
