@@ -95,9 +95,9 @@ struct ct_tuple {
 static bool
 ct_attr_copy(const struct nlattr *a, void *out, size_t len)
 {
-	if (mnl_attr_get_payload_len(a) != len)
+	if (nlattr_data_len(a) != len)
 		return false;
-	memcpy(out, mnl_attr_get_payload(a), len);
+	memcpy(out, nlattr_data(a), len);
 	return true;
 }
 
@@ -105,13 +105,13 @@ static int
 ct_parse_tuple(const struct nlattr *nest, uint8_t family, struct ct_tuple *t)
 {
 	const struct nlattr *a, *b;
-	size_t alen = family == AF_INET ? 4 : 16;
+	size_t alen = family == AF_INET ? 4 : 16, aleft, bleft;
 
-	mnl_attr_for_each_nested(a, nest) {
-		switch (mnl_attr_get_type(a)) {
+	nlattr_for_each_nested(a, aleft, nest) {
+		switch (nlattr_type(a)) {
 		case CTA_TUPLE_IP:
-			mnl_attr_for_each_nested(b, a) {
-				uint16_t type = mnl_attr_get_type(b);
+			nlattr_for_each_nested(b, bleft, a) {
+				uint16_t type = nlattr_type(b);
 
 				if (type == (family == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC)) {
 					if (!(t->has_src = ct_attr_copy(b, t->src, alen)))
@@ -124,10 +124,10 @@ ct_parse_tuple(const struct nlattr *nest, uint8_t family, struct ct_tuple *t)
 			}
 			break;
 		case CTA_TUPLE_PROTO:
-			mnl_attr_for_each_nested(b, a) {
+			nlattr_for_each_nested(b, bleft, a) {
 				uint16_t port;
 
-				switch (mnl_attr_get_type(b)) {
+				switch (nlattr_type(b)) {
 				case CTA_PROTO_NUM:
 					if (!(t->has_proto = ct_attr_copy(b, &t->proto, 1)))
 						return -1;
@@ -155,12 +155,13 @@ static int
 ct_parse_tcp_state(const struct nlattr *protoinfo, uint8_t *state)
 {
 	const struct nlattr *a, *b;
+	size_t aleft, bleft;
 
-	mnl_attr_for_each_nested(a, protoinfo) {
-		if (mnl_attr_get_type(a) != CTA_PROTOINFO_TCP)
+	nlattr_for_each_nested(a, aleft, protoinfo) {
+		if (nlattr_type(a) != CTA_PROTOINFO_TCP)
 			continue;
-		mnl_attr_for_each_nested(b, a)
-			if (mnl_attr_get_type(b) == CTA_PROTOINFO_TCP_STATE &&
+		nlattr_for_each_nested(b, bleft, a)
+			if (nlattr_type(b) == CTA_PROTOINFO_TCP_STATE &&
 			    !ct_attr_copy(b, state, 1))
 				return -1;
 	}
@@ -172,22 +173,24 @@ ct_parse_flow(const struct nlmsghdr *nlh, const struct config *cfg, struct flow 
 {
 	struct ct_tuple orig = { 0 }, repl = { 0 };
 	const struct nfgenmsg *nfg;
+	const size_t attrs = MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(*nfg));
 	const struct nlattr *a;
 	uint8_t family, tcp_state = TCP_CONNTRACK_NONE;
 	uint32_t mark = 0;
 	int provider;
-	size_t alen;
+	size_t alen, left;
 
-	if (nlh->nlmsg_len < MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(*nfg)))
+	if (nlh->nlmsg_len < attrs)
 		return -1;
 	nfg = mnl_nlmsg_get_payload(nlh);
 	family = nfg->nfgen_family;
 	if (family != AF_INET && family != AF_INET6)
 		return -1;
-	mnl_attr_for_each(a, nlh, sizeof(*nfg)) {
+	nlattr_for_each(a, left, (const struct nlattr *)(const void *)((const char *)nlh + attrs),
+	    nlh->nlmsg_len - attrs) {
 		int rc = 0;
 
-		switch (mnl_attr_get_type(a)) {
+		switch (nlattr_type(a)) {
 		case CTA_TUPLE_ORIG:
 			rc = ct_parse_tuple(a, family, &orig);
 			break;
@@ -231,16 +234,34 @@ ct_parse_flow(const struct nlmsghdr *nlh, const struct config *cfg, struct flow 
 	return 0;
 }
 
+/* One run's events, parsed before any is delivered (CT_PREFETCH). */
+struct ct_run {
+	size_t n;
+	enum ct_event ev[CT_EVENT_VLEN];
+	struct flow f[CT_EVENT_VLEN];
+};
+
 static void
-ct_event_msg(struct ct *ct, const struct nlmsghdr *nlh)
+ct_run_deliver(struct ct *ct, struct ct_run *run)
+{
+	for (size_t i = 0; i < run->n; i++)
+		ct->cb(CT_PREFETCH, &run->f[i], ct->data);
+	for (size_t i = 0; i < run->n; i++)
+		ct->cb(run->ev[i], &run->f[i], ct->data);
+	run->n = 0;
+}
+
+static void
+ct_event_msg(struct ct *ct, const struct nlmsghdr *nlh, struct ct_run *run)
 {
 	int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
-	struct flow f;
 	int rc;
 
 	if (type != IPCTNL_MSG_CT_NEW && type != IPCTNL_MSG_CT_DELETE)
 		return;
-	rc = ct_parse_flow(nlh, ct->cfg, &f);
+	if (run->n == CT_EVENT_VLEN)
+		ct_run_deliver(ct, run);
+	rc = ct_parse_flow(nlh, ct->cfg, &run->f[run->n]);
 	if (rc < 0) {
 		ct->st.parse_errors++;
 		return;
@@ -251,10 +272,10 @@ ct_event_msg(struct ct *ct, const struct nlmsghdr *nlh)
 	}
 	if (type == IPCTNL_MSG_CT_NEW) {
 		ct->st.events_new++;
-		ct->cb(CT_NEW, &f, ct->data);
+		run->ev[run->n++] = CT_NEW;
 	} else {
 		ct->st.events_destroy++;
-		ct->cb(CT_DESTROY, &f, ct->data);
+		run->ev[run->n++] = CT_DESTROY;
 	}
 }
 
@@ -263,8 +284,10 @@ ct_event_msg(struct ct *ct, const struct nlmsghdr *nlh)
 static size_t
 ct_read_events(struct ct *ct)
 {
+	struct ct_run run;
 	size_t got = 0;
 
+	run.n = 0;
 	for (int round = 0; round < CT_EVENT_ROUNDS; round++) {
 		struct mmsghdr mm[CT_EVENT_VLEN];
 		struct iovec iov[CT_EVENT_VLEN];
@@ -298,8 +321,9 @@ ct_read_events(struct ct *ct)
 			}
 			for (const struct nlmsghdr *nlh = (const void *)ct->buf[i];
 			    nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
-				ct_event_msg(ct, nlh);
+				ct_event_msg(ct, nlh, &run);
 		}
+		ct_run_deliver(ct, &run);
 		got += (size_t)n;
 		if (n < CT_EVENT_VLEN)
 			break;

@@ -31,6 +31,10 @@ enum ct_event {
 	CT_NEW,
 	CT_DESTROY,
 	CT_OVERRUN,		/* events were lost: resync (flow is NULL) */
+	/* Sent for each flow of a run before its CT_NEW or CT_DESTROY, so the
+	 * owner can prefetch what those will touch: the run's memory
+	 * latencies then overlap instead of following one another. */
+	CT_PREFETCH,
 };
 
 /* `f` is only valid during the call.  f->created/updated are 0: the owner

@@ -33,6 +33,7 @@ struct ev_loop {
 	int epfd;
 	bool stop;
 	bool no_sleep;			/* a hook has work left */
+	bool reap;			/* something is dead: free it */
 	int64_t now_ms;
 	struct ev_file *files;
 	struct ev_timer *timers;
@@ -172,6 +173,7 @@ ev_fd_del(struct ev_loop *loop, int fd)
 	/* Freed after the current batch of events: a pending event may still
 	 * point at it. */
 	f->dead = true;
+	loop->reap = true;
 }
 
 struct ev_timer *
@@ -199,9 +201,10 @@ ev_timer_rearm(struct ev_loop *loop, struct ev_timer *t, int64_t after_ms)
 void
 ev_timer_del(struct ev_loop *loop, struct ev_timer *t)
 {
-	(void)loop;
-	if (t != NULL)
+	if (t != NULL) {
 		t->dead = true;
+		loop->reap = true;
+	}
 }
 
 int
@@ -254,6 +257,9 @@ ev_reap(struct ev_loop *loop)
 	struct ev_file **fp = &loop->files;
 	struct ev_timer **tp = &loop->timers;
 
+	if (!loop->reap)
+		return;
+	loop->reap = false;
 	while (*fp) {
 		if ((*fp)->dead) {
 			struct ev_file *f = *fp;
@@ -284,9 +290,10 @@ ev_run_timers(struct ev_loop *loop)
 		again = t->cb(t->data);
 		if (t->dead)
 			continue;
-		if (again < 0)
+		if (again < 0) {
 			t->dead = true;
-		else if (t->due_ms <= loop->now_ms) /* not rearmed by the callback */
+			loop->reap = true;
+		} else if (t->due_ms <= loop->now_ms) /* not rearmed by the callback */
 			t->due_ms = loop->now_ms + again;
 	}
 }

@@ -250,6 +250,10 @@ on_ct_event(enum ct_event ev, const struct flow *f, void *data)
 	struct uplinkd *d = data;
 	const struct flow *cur;
 
+	if (ev == CT_PREFETCH) {
+		flows_prefetch(d->flows, &f->key);
+		return;
+	}
 	/* Our own writes of the peer's flows (hot standby) come back as
 	 * events: the peer still owns those flows. */
 	cur = ev != CT_OVERRUN ? flows_lookup(d->flows, &f->key) : NULL;
@@ -272,6 +276,8 @@ on_ct_event(enum ct_event ev, const struct flow *f, void *data)
 			d->resync_timer = ev_timer_add(d->loop, UPLINKD_RESYNC_DELAY_MS,
 			    on_resync_timer, d);
 		}
+		break;
+	case CT_PREFETCH:
 		break;
 	}
 }

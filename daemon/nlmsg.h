@@ -1,6 +1,6 @@
 /*
- * nlmsg: walking netlink messages in a receive buffer without trusting
- * their lengths.
+ * nlmsg: walking netlink messages and their attributes in a receive
+ * buffer without trusting their lengths.
  *
  * libmnl's mnl_nlmsg_ok() compares nlmsg_len with the bytes left as an
  * int, so a length of 2^31 or more passes as negative and the walk
@@ -11,6 +11,7 @@
 #define UPLINKD_NLMSG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <libmnl/libmnl.h>
 
@@ -23,5 +24,60 @@ nlmsg_ok(const struct nlmsghdr *nlh, int len)
 	return len >= (int)sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
 	    nlh->nlmsg_len <= (unsigned)len;
 }
+
+/*
+ * Attributes, the same way, and inline: libmnl's accessors are calls into
+ * a shared library, a handful per attribute, and a conntrack event has
+ * about thirty attributes.  The walk:
+ *
+ *	const struct nlattr *a;
+ *	size_t left;
+ *
+ *	nlattr_for_each(a, left, first, len)	 (or nlattr_for_each_nested)
+ *		switch (nlattr_type(a)) ...
+ */
+static inline bool
+nlattr_ok(const struct nlattr *a, size_t left)
+{
+	return left >= sizeof(*a) && a->nla_len >= sizeof(*a) && a->nla_len <= left;
+}
+
+static inline const struct nlattr *
+nlattr_next(const struct nlattr *a, size_t *left)
+{
+	size_t step = MNL_ALIGN(a->nla_len);
+
+	if (step >= *left) {
+		*left = 0;
+		return a;
+	}
+	*left -= step;
+	return (const struct nlattr *)(const void *)((const char *)a + step);
+}
+
+static inline uint16_t
+nlattr_type(const struct nlattr *a)
+{
+	return a->nla_type & NLA_TYPE_MASK;
+}
+
+static inline const void *
+nlattr_data(const struct nlattr *a)
+{
+	return (const char *)a + MNL_ATTR_HDRLEN;
+}
+
+/* Valid once nlattr_ok() said so. */
+static inline size_t
+nlattr_data_len(const struct nlattr *a)
+{
+	return a->nla_len - MNL_ATTR_HDRLEN;
+}
+
+#define nlattr_for_each(a, left, first, len) \
+	for ((left) = (len), (a) = (first); nlattr_ok((a), (left)); (a) = nlattr_next((a), &(left)))
+
+#define nlattr_for_each_nested(a, left, nest) \
+	nlattr_for_each(a, left, (const struct nlattr *)nlattr_data(nest), nlattr_data_len(nest))
 
 #endif

@@ -24,9 +24,9 @@ export UPLINKD_BUILD=${UPLINKD_BUILD:-$top/_build/plain}
 export LAB_PREFIX=${LAB_PREFIX:-ubn}
 # shellcheck source=tests/lab/lab.sh
 . "$top/tests/lab/lab.sh"
-ROUNDS=${1:-3}
-COUNT=${COUNT:-3000}
-LAT_COUNT=${LAT_COUNT:-2000}
+ROUNDS=${1:-5}
+COUNT=${COUNT:-20000}
+LAT_COUNT=${LAT_COUNT:-3000}
 UDP_COUNT=${UDP_COUNT:-100000}
 CT_FLOWS=${CT_FLOWS:-100000}
 PARTS=${PARTS:-tcp lat udp ct}

@@ -93,6 +93,8 @@ inject_on_event(enum ct_event ev, const struct flow *f, void *data)
 	struct inject *in = data;
 	const struct flow *cur;
 
+	if (ev == CT_PREFETCH)
+		return;
 	in->events++;
 	if (ev != CT_OVERRUN && (cur = flows_lookup(in->ft, &f->key)) != NULL &&
 	    cur->origin == FLOW_PEER)
