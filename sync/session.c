@@ -548,16 +548,11 @@ peer_copy_wins(const struct session *s)
 }
 
 static void
-rx_upsert(struct session *s, const Uplinkd__Flow *pb)
+rx_upsert(struct session *s, struct flow *f)
 {
 	const struct flow *cur;
-	struct flow f;
 
-	if (frame_flow_from_pb(pb, s->cfg, &f) == -1) {
-		s->st.unknown_provider++;	/* valid: the decoder checked */
-		return;
-	}
-	cur = flows_lookup(s->flows, &f.key);
+	cur = flows_lookup(s->flows, &f->key);
 	if (cur != NULL && cur->origin == FLOW_OWN) {
 		if (!peer_copy_wins(s)) {
 			s->st.conflicts++;
@@ -565,14 +560,42 @@ rx_upsert(struct session *s, const Uplinkd__Flow *pb)
 		}
 		s->st.yielded++;
 	}
-	f.aux = s->rx_mark;
-	if (flows_upsert(s->flows, &f) == -1) {
+	f->aux = s->rx_mark;
+	if (flows_upsert(s->flows, f) == -1) {
 		s->st.cache_full++;
 		return;
 	}
 	s->st.upserts_received++;
 	if (s->peer_cb != NULL)
-		s->peer_cb(SESSION_PEER_UPSERT, &f, s->peer_data);
+		s->peer_cb(SESSION_PEER_UPSERT, f, s->peer_data);
+}
+
+/*
+ * A batch's upserts in runs: each run is converted whole and its cache
+ * slots prefetched before any is applied, so that the lookups' memory
+ * latencies overlap (the same as the conntrack event path).
+ */
+#define SESSION_RX_RUN 64
+
+static void
+rx_upserts(struct session *s, Uplinkd__Flow *const *pb, size_t n)
+{
+	struct flow f[SESSION_RX_RUN];
+	bool ok[SESSION_RX_RUN];
+
+	for (size_t i = 0; i < n; i += SESSION_RX_RUN) {
+		size_t m = n - i < SESSION_RX_RUN ? n - i : SESSION_RX_RUN;
+
+		for (size_t j = 0; j < m; j++)
+			if ((ok[j] = frame_flow_from_pb(pb[i + j], s->cfg, &f[j]) == 0))
+				flows_prefetch(s->flows, &f[j].key);
+		for (size_t j = 0; j < m; j++) {
+			if (ok[j])
+				rx_upsert(s, &f[j]);
+			else
+				s->st.unknown_provider++;	/* valid: the decoder checked */
+		}
+	}
 }
 
 static void
@@ -613,8 +636,7 @@ rx_batch(struct session *s, const Uplinkd__Batch *b)
 		return -1;
 	}
 	s->seq_rx = b->seq;
-	for (size_t i = 0; i < b->n_upserts; i++)
-		rx_upsert(s, b->upserts[i]);
+	rx_upserts(s, b->upserts, b->n_upserts);
 	for (size_t i = 0; i < b->n_deletes; i++)
 		rx_delete(s, b->deletes[i]);
 	s->st.batches_received++;
