@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -493,31 +492,12 @@ role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
 static int
 addresses_held(const struct uplinkd *d)
 {
-	struct ifaddrs *all;
 	int held = 0;
 
-	if (getifaddrs(&all) == -1)
+	if (addrs_refresh(d->addrs) == -1)
 		return -1;
-	for (size_t p = 0; p < d->cfg->nproviders; p++) {
-		const struct netaddr *want = &d->cfg->providers[p].source;
-
-		for (const struct ifaddrs *i = all; i != NULL; i = i->ifa_next) {
-			const struct sockaddr *sa = i->ifa_addr;
-			const void *a = NULL;
-
-			if (sa == NULL || sa->sa_family != want->family)
-				continue;
-			if (sa->sa_family == AF_INET)
-				a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-			else if (sa->sa_family == AF_INET6)
-				a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-			if (a != NULL && memcmp(a, want->a, netaddr_len(want)) == 0) {
-				held++;
-				break;
-			}
-		}
-	}
-	freeifaddrs(all);
+	for (size_t p = 0; p < d->cfg->nproviders; p++)
+		held += addrs_has(d->addrs, &d->cfg->providers[p].source);
 	return held;
 }
 
@@ -906,6 +886,8 @@ run(struct uplinkd *d)
 		fatal("sync channel");
 	if ((d->ha = ha_create(d->cfg, d->start_ms)) == NULL)
 		fatal("VRRP track file");
+	if ((d->addrs = addrs_create(d->loop)) == NULL)
+		fatal("watching this node's addresses");
 	/* A node without a peer has no VRRP partner to wait for. */
 	if (!d->cfg->has_sync)
 		ha_set_role(d->ha, HA_MASTER, "no sync peer configured", d->start_ms);
@@ -943,6 +925,7 @@ run(struct uplinkd *d)
 		log_warnx("removing rules: %s", err);
 	/* keepalived sees the fault value first and moves the addresses. */
 	ha_destroy(d->ha);
+	addrs_destroy(d->addrs);
 	free(d->verify);
 	ev_timer_del(d->loop, d->ha_timer);
 	session_destroy(d->session);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "addrs.h"
 #include "backlog.h"
 #include "config.h"
 #include "ct.h"
@@ -37,6 +38,7 @@ struct uplinkd {
 	struct backlog *backlog;
 	struct ha *ha;
 	struct ev_timer *ha_timer;
+	struct addrs *addrs;		/* where the provider SNAT addresses are */
 	/* The takeover's check of the adopted flows against the kernel,
 	 * a slice per loop iteration. */
 	struct flow *verify;
