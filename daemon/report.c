@@ -28,6 +28,12 @@ report_provider(struct uplinkd *d, struct emit *out, size_t i, bool detail)
 	emit_u64(out, "weight", p->weight);
 	emit_u64(out, "flows", flows_count_provider(d->flows, i));
 	emit_str(out, "source", netaddr_str(&p->source, addr, sizeof(addr)));
+	/* keepalived moves the SNAT addresses with the role: which node
+	 * holds them is the first thing to look at after a failover. */
+	if (addrs_refresh(d->addrs) == 0)
+		emit_bool(out, "source_here", addrs_has(d->addrs, &p->source));
+	else
+		emit_null(out, "source_here");
 	emit_str(out, "interface", p->interface);
 	emit_bool(out, "link", hs.link_up);
 	emit_u64(out, "decisions", d->decisions[i]);

@@ -79,6 +79,10 @@ took=$(wait_master gw1 gw2)
 ok $? "gw1 (priority 150) becomes master, gw2 backup ($took s)"
 lab_wait_for "in_sync gw1 && in_sync gw2" 30
 ok $? "the pair is in sync"
+here1=$(jget gw1 '",".join(str(p["source_here"]) for p in d["providers"])' status)
+here2=$(jget gw2 '",".join(str(p["source_here"]) for p in d["providers"])' status)
+[ "$here1" = "True,True" ] && [ "$here2" = "False,False" ]
+ok $? "status shows the SNAT addresses on the master only (gw1 $here1, gw2 $here2)"
 
 # keepalived runs each notify as a process of its own, and two of them can
 # finish in the wrong order; the provider addresses (its VIPs) decide.
