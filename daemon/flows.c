@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "flows.h"
 #include "hash.h"
@@ -33,7 +32,6 @@
 #define FLOWS_LIMIT		(1u << 30)
 #define FLOWS_INITIAL		1024
 #define FLOWS_SEED		0x75706c696e6b6431ULL	/* fixed: the peer hashes too */
-#define FLOWS_HUGE		(2u << 20)	/* x86-64's transparent huge page */
 
 struct flows_slot {
 	uint32_t pos;		/* dense position + 1; 0 marks an empty slot */
@@ -99,41 +97,6 @@ flows_key_eq(const struct flow_key *a, const struct flow_key *b)
 	    a->family == b->family && a->proto == b->proto;
 }
 
-/*
- * Every lookup starts with a load from a random slot, and a large index
- * spans more 4 KiB pages than the TLB holds: under a hypervisor each miss
- * is a two-level page walk, which made that one load most of a lookup's
- * cost (perf: 72 % of flows_find at 50 000 flows).  So an index of huge
- * page size or more is its own mapping, marked for transparent huge
- * pages.  That costs no RSS: the index is touched all over anyway.
- */
-static struct flows_slot *
-flows_index_alloc(size_t nslots)
-{
-	size_t size = nslots * sizeof(struct flows_slot);
-	void *p;
-
-	if (size < FLOWS_HUGE)
-		return calloc(nslots, sizeof(struct flows_slot));
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	/* Only advice: without THP the index works as before. */
-	(void)madvise(p, size, MADV_HUGEPAGE);
-	return p;
-}
-
-static void
-flows_index_free(struct flows_slot *slot, size_t nslots)
-{
-	size_t size = nslots * sizeof(struct flows_slot);
-
-	if (size < FLOWS_HUGE)
-		free(slot);
-	else if (slot != NULL)
-		munmap(slot, size);
-}
-
 struct flows *
 flows_create(size_t max_flows)
 {
@@ -151,7 +114,7 @@ flows_create(size_t max_flows)
 	ft->cap = max_flows < FLOWS_INITIAL ? max_flows : FLOWS_INITIAL;
 	ft->nslots = 2 * FLOWS_INITIAL;
 	ft->ent = calloc(ft->cap, sizeof(*ft->ent));
-	ft->slot = flows_index_alloc(ft->nslots);
+	ft->slot = calloc(ft->nslots, sizeof(*ft->slot));
 	if (ft->ent == NULL || ft->slot == NULL) {
 		flows_destroy(ft);
 		errno = ENOMEM;
@@ -166,7 +129,7 @@ flows_destroy(struct flows *ft)
 	if (ft == NULL)
 		return;
 	free(ft->ent);
-	flows_index_free(ft->slot, ft->nslots);
+	free(ft->slot);
 	free(ft);
 }
 
@@ -214,7 +177,7 @@ flows_grow_index(struct flows *ft)
 	size_t n = ft->nslots * 2, mask = n - 1, i, j;
 	struct flows_slot *ns;
 
-	if ((ns = flows_index_alloc(n)) == NULL)
+	if ((ns = calloc(n, sizeof(*ns))) == NULL)
 		return -1;
 	for (i = 0; i < ft->nslots; i++) {
 		if (ft->slot[i].pos == 0)
@@ -224,7 +187,7 @@ flows_grow_index(struct flows *ft)
 			j = (j + 1) & mask;
 		ns[j] = ft->slot[i];
 	}
-	flows_index_free(ft->slot, ft->nslots);
+	free(ft->slot);
 	ft->slot = ns;
 	ft->nslots = n;
 	return 0;

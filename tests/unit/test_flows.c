@@ -136,9 +136,7 @@ test_growth(void)
 {
 	struct flows *ft = flows_create(0);
 	size_t mem0 = flows_memory(ft), i, missing = 0, wrong = 0, n = 0;
-	/* From 1024 records: eight doublings, and the index grows past the
-	 * size where it becomes a mapping of its own (huge pages). */
-	const size_t N = 200000;
+	const size_t N = 200000;	/* from 1024 records: eight doublings */
 	const struct flow *p;
 	struct flow f;
 
