@@ -32,6 +32,9 @@ struct queue {
 	struct queue_stats st;
 	size_t rxsize;
 	char *rx;
+	/* Set up once: recvmmsg() writes only msg_len and msg_flags. */
+	struct mmsghdr mm[QUEUE_BURST];
+	struct iovec iov[QUEUE_BURST];
 	size_t txlen;
 	char tx[QUEUE_BURST * QUEUE_VERDICT_SPACE];
 };
@@ -217,19 +220,10 @@ static void
 queue_on_read(int fd, void *data)
 {
 	struct queue *q = data;
-	struct mmsghdr mm[QUEUE_BURST];
-	struct iovec iov[QUEUE_BURST];
 	int n;
 
 	(void)fd;
-	for (int i = 0; i < QUEUE_BURST; i++) {
-		iov[i].iov_base = q->rx + (size_t)i * q->rxsize;
-		iov[i].iov_len = q->rxsize;
-		memset(&mm[i].msg_hdr, 0, sizeof(mm[i].msg_hdr));
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-	}
-	n = recvmmsg(q->fd, mm, QUEUE_BURST, MSG_DONTWAIT, NULL);
+	n = recvmmsg(q->fd, q->mm, QUEUE_BURST, MSG_DONTWAIT, NULL);
 	if (n < 0) {
 		if (errno == ENOBUFS)
 			q->st.enobufs++;	/* fail-open accepted what did not fit */
@@ -240,8 +234,8 @@ queue_on_read(int fd, void *data)
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		const struct nlmsghdr *nlh = (const struct nlmsghdr *)(const void *)iov[i].iov_base;
-		int len = (int)mm[i].msg_len;
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)(const void *)q->iov[i].iov_base;
+		int len = (int)q->mm[i].msg_len;
 
 		for (; nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 			if (nlh->nlmsg_type == NLMSG_ERROR || nlh->nlmsg_type == NLMSG_DONE)
@@ -270,6 +264,12 @@ queue_create(struct ev_loop *loop, unsigned first, unsigned count,
 	q->rxsize = QUEUE_COPY_RANGE + 512;
 	if ((q->rx = malloc(QUEUE_BURST * q->rxsize)) == NULL)
 		goto fail;
+	for (int i = 0; i < QUEUE_BURST; i++) {
+		q->iov[i].iov_base = q->rx + (size_t)i * q->rxsize;
+		q->iov[i].iov_len = q->rxsize;
+		q->mm[i].msg_hdr.msg_iov = &q->iov[i];
+		q->mm[i].msg_hdr.msg_iovlen = 1;
+	}
 	if ((q->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC)) == NULL)
 		goto fail;
 	if (mnl_socket_bind(q->nl, 0, MNL_SOCKET_AUTOPID) < 0)
