@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <libmnl/libmnl.h>
 
@@ -159,15 +158,6 @@ addrs_apply_all(struct addrs *a, size_t len, uint32_t seq)
 	return rc;
 }
 
-static int64_t
-addrs_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Re-reads the table, waiting for the dump (bounded).  Returns 0 or -1. */
 static int
 addrs_dump(struct addrs *a)
@@ -175,7 +165,7 @@ addrs_dump(struct addrs *a)
 	for (int attempt = 0; attempt < ADDRS_DUMP_TRIES; attempt++) {
 		struct nlmsghdr *nlh = mnl_nlmsg_put_header(a->buf);
 		struct ifaddrmsg *ifa;
-		int64_t deadline = addrs_now_ms() + ADDRS_DUMP_TIMEOUT_MS;
+		int64_t deadline = ev_clock_us() / 1000 + ADDRS_DUMP_TIMEOUT_MS;
 		int rc = 0;
 
 		nlh->nlmsg_type = RTM_GETADDR;
@@ -192,7 +182,7 @@ addrs_dump(struct addrs *a)
 		a->n = 0;
 		while (rc == 0) {
 			struct pollfd pfd = { a->fd, POLLIN, 0 };
-			int64_t wait = deadline - addrs_now_ms();
+			int64_t wait = deadline - ev_clock_us() / 1000;
 			ssize_t got;
 
 			if (wait <= 0 || poll(&pfd, 1, (int)wait) <= 0) {
