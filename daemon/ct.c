@@ -47,6 +47,9 @@ struct ct {
 	struct ct_stats st;
 	struct ev_timer *hold;	/* the event socket rests until it fires */
 	char buf[CT_EVENT_VLEN][CT_EVENT_MSG_MAX];
+	/* Set up once: recvmmsg() writes only msg_len and msg_flags. */
+	struct mmsghdr mm[CT_EVENT_VLEN];
+	struct iovec iov[CT_EVENT_VLEN];
 
 	struct mnl_socket *wr;
 	int wrfd;
@@ -289,17 +292,9 @@ ct_read_events(struct ct *ct)
 
 	run.n = 0;
 	for (int round = 0; round < CT_EVENT_ROUNDS; round++) {
-		struct mmsghdr mm[CT_EVENT_VLEN];
-		struct iovec iov[CT_EVENT_VLEN];
+		struct mmsghdr *mm = ct->mm;
 		int n;
 
-		for (int i = 0; i < CT_EVENT_VLEN; i++) {
-			iov[i].iov_base = ct->buf[i];
-			iov[i].iov_len = sizeof(ct->buf[i]);
-			memset(&mm[i].msg_hdr, 0, sizeof(mm[i].msg_hdr));
-			mm[i].msg_hdr.msg_iov = &iov[i];
-			mm[i].msg_hdr.msg_iovlen = 1;
-		}
 		n = recvmmsg(ct->evfd, mm, CT_EVENT_VLEN, MSG_DONTWAIT, NULL);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -409,6 +404,12 @@ ct_create(struct ev_loop *loop, const struct config *cfg, ct_event_cb cb, void *
 	    MNL_SOCKET_AUTOPID) < 0)
 		goto fail;
 	ct->evfd = mnl_socket_get_fd(ct->ev);
+	for (int i = 0; i < CT_EVENT_VLEN; i++) {
+		ct->iov[i].iov_base = ct->buf[i];
+		ct->iov[i].iov_len = sizeof(ct->buf[i]);
+		ct->mm[i].msg_hdr.msg_iov = &ct->iov[i];
+		ct->mm[i].msg_hdr.msg_iovlen = 1;
+	}
 	if (setsockopt(ct->evfd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) == -1)
 		setsockopt(ct->evfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (ct_attach_filter(cfg, ct->evfd) == -1) {
