@@ -88,7 +88,8 @@ struct frame_stats {
 #define FRAME_MINOR 0
 /* Capabilities this build implements (Uplinkd__Capability bits). */
 #define FRAME_CAPS (UPLINKD__CAPABILITY__CAP_BULK | \
-	UPLINKD__CAPABILITY__CAP_ACK_ECHO | UPLINKD__CAPABILITY__CAP_PROVIDERS)
+	UPLINKD__CAPABILITY__CAP_ACK_ECHO | UPLINKD__CAPABILITY__CAP_PROVIDERS | \
+	UPLINKD__CAPABILITY__CAP_ACK_HELD)
 #define FRAME_BOOT_ID_LEN 16
 
 /* "HELLO", "BATCH", ...; "UNKNOWN" out of range. */

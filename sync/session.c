@@ -51,6 +51,11 @@
 #define SESSION_INFLIGHT	1024		/* batches whose lag is tracked */
 #define SESSION_LAG_SAMPLES	8192
 #define SESSION_LAG_WINDOW_MS	60000
+/* Acks wait up to SESSION_ACK_DELAY_MS (or SESSION_ACK_BATCHES batches) so
+ * that a steady stream, a Batch every 5 ms, costs the pair one Ack write
+ * and one sender wake-up per four Batches instead of one per Batch. */
+#define SESSION_ACK_DELAY_MS	20
+#define SESSION_ACK_BATCHES	64
 
 enum pending_op {
 	PENDING_UPSERT = 1,
@@ -88,6 +93,10 @@ struct session {
 	int64_t last_rx_ms, last_hb_ms;
 	uint64_t seq_tx, seq_acked, seq_rx;
 	bool ack_due;
+	bool acks_delayed;		/* the peer announced CAP_ACK_HELD */
+	uint64_t ack_batches;		/* applied since the last Ack */
+	int64_t ack_first_us, ack_last_us;	/* first and last of them */
+	struct ev_timer *ack_timer;	/* sends a delayed Ack when a stream stops */
 	uint64_t ack_echo_ms;
 	uint64_t ack_bulk_epoch;	/* to acknowledge, 0 if none */
 	bool want_bulk_from_peer;
@@ -418,10 +427,46 @@ send_ack(struct session *s)
 		a.has_bulk_epoch = 1;
 		a.bulk_epoch = s->ack_bulk_epoch;
 	}
+	if (s->acks_delayed && s->ack_batches > 0) {
+		a.has_held_us = 1;
+		a.held_us = (uint64_t)(ev_clock_us() - s->ack_last_us);
+	}
 	if (session_send(s, FRAME_ACK, &a.base) == 0) {
 		s->ack_due = false;
 		s->ack_bulk_epoch = 0;
+		s->ack_batches = 0;
+		s->st.acks_sent++;
 	}
+}
+
+static int64_t
+on_ack_timer(void *data)
+{
+	struct session *s = data;
+
+	/* The before-sleep hook that follows sends the Ack. */
+	s->ack_timer = NULL;
+	return EV_TIMER_STOP;
+}
+
+/* Whether the Ack that is due goes out in this iteration.  Towards a peer
+ * that takes the hold off its lag figure (CAP_ACK_HELD), Batch Acks wait;
+ * a bulk's Ack, which completes the peer's resync, never does. */
+static bool
+ack_now(struct session *s)
+{
+	int64_t wait_us;
+
+	if (!s->acks_delayed || s->ack_bulk_epoch != 0 || s->ack_batches == 0 ||
+	    s->ack_batches >= SESSION_ACK_BATCHES)
+		return true;
+	wait_us = s->ack_first_us + SESSION_ACK_DELAY_MS * 1000 - ev_clock_us();
+	if (wait_us <= 0)
+		return true;
+	if (s->ack_timer == NULL &&
+	    (s->ack_timer = ev_timer_add(s->loop, wait_us / 1000 + 1, on_ack_timer, s)) == NULL)
+		return true;
+	return false;
 }
 
 static void
@@ -509,7 +554,7 @@ session_flush(void *data)
 
 	if (!s->up)
 		return;
-	if (s->ack_due)
+	if (s->ack_due && ack_now(s))
 		send_ack(s);
 	if (!session_connected(s))
 		return;
@@ -641,6 +686,9 @@ rx_batch(struct session *s, const Uplinkd__Batch *b)
 		rx_delete(s, b->deletes[i]);
 	s->st.batches_received++;
 	s->ack_due = true;
+	s->ack_last_us = ev_clock_us();
+	if (s->ack_batches++ == 0)
+		s->ack_first_us = s->ack_last_us;
 	s->ack_echo_ms = b->has_sent_ms ? b->sent_ms : 0;
 	return 0;
 }
@@ -696,8 +744,17 @@ rx_ack(struct session *s, const Uplinkd__Ack *a)
 		return -1;
 	}
 	s->seq_acked = a->seq;
+	/* A delayed Ack tells how long it was held after Batch `seq` only: the
+	 * earlier Batches it covers give no sample.  (A hold longer than the
+	 * whole round trip is the peer's error, and no sample either.) */
 	while (s->inflight_len > 0 && s->inflight[s->inflight_head].seq <= a->seq) {
-		lag_add(s, now_us - s->inflight[s->inflight_head].since_us);
+		int64_t lag_us = now_us - s->inflight[s->inflight_head].since_us;
+
+		if (!a->has_held_us)
+			lag_add(s, lag_us);
+		else if (s->inflight[s->inflight_head].seq == a->seq && lag_us >= 0 &&
+		    a->held_us <= (uint64_t)lag_us)
+			lag_add(s, lag_us - (int64_t)a->held_us);
 		s->inflight_head = (s->inflight_head + 1) % SESSION_INFLIGHT;
 		s->inflight_len--;
 	}
@@ -735,6 +792,8 @@ rx_hello(struct session *s, const Uplinkd__Hello *h)
 	}
 	snprintf(s->peer_node, sizeof(s->peer_node), "%s", h->node);
 	s->peer_master = h->has_master && h->master;
+	s->acks_delayed = h->has_capabilities &&
+	    (h->capabilities & UPLINKD__CAPABILITY__CAP_ACK_HELD) != 0;
 	s->hello_seen = true;
 	log_info("sync: peer %s speaks protocol %u.%u", h->node, h->major, h->minor);
 	return 0;
@@ -860,6 +919,10 @@ conn_reset(struct session *s)
 	s->hello_seen = false;
 	s->seq_tx = s->seq_acked = s->seq_rx = 0;
 	s->ack_due = false;
+	s->acks_delayed = false;
+	s->ack_batches = 0;
+	ev_timer_del(s->loop, s->ack_timer);
+	s->ack_timer = NULL;
 	s->ack_echo_ms = 0;
 	s->ack_bulk_epoch = 0;
 	s->want_bulk_from_peer = false;
@@ -1293,6 +1356,7 @@ session_destroy(struct session *s)
 	ev_hook_del(s->loop, session_flush, s);
 	ev_timer_del(s->loop, s->tick);
 	ev_timer_del(s->loop, s->expiry);
+	ev_timer_del(s->loop, s->ack_timer);
 	frame_decoder_destroy(s->dec);
 	flows_destroy(s->pending);
 	free(s->fpb);

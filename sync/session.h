@@ -14,7 +14,8 @@
  *   streaming    own-flow changes go into a pending set keyed by flow (a
  *                later change of a flow replaces the earlier one), flushed
  *                as numbered Batches in the loop's before-sleep hook and
- *                acknowledged cumulatively.  The pending set is bounded:
+ *                acknowledged cumulatively; an Ack may wait a little and
+ *                then says how long (Ack.held_us).  The pending set is bounded:
  *                when full, or when the channel refuses more bytes, the
  *                node is out of sync and a new bulk replaces the backlog.
  *   liveness     a Heartbeat every second; nothing heard for
@@ -66,6 +67,7 @@ struct session_stats {
 	bool tx_in_sync, rx_in_sync;	/* per direction */
 	uint64_t seq_sent, seq_acked, seq_received;	/* this connection */
 	uint64_t batches_sent, batches_received;
+	uint64_t acks_sent;		/* cumulative: several Batches each */
 	uint64_t upserts_sent, deletes_sent;
 	uint64_t upserts_received, deletes_received;
 	uint64_t bulks_sent;		/* bulk resends started by us */

@@ -220,6 +220,8 @@ samples_init(struct samples *s, const struct config *cfg)
 	s->ack.echo_ms = 1700000000123ULL;
 	s->ack.has_bulk_epoch = 1;
 	s->ack.bulk_epoch = 3;
+	s->ack.has_held_us = 1;
+	s->ack.held_us = 17250;
 	s->heartbeat = hb;
 	s->heartbeat.has_unix_ms = 1;
 	s->heartbeat.unix_ms = 1700000000999ULL;

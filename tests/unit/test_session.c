@@ -314,6 +314,27 @@ main(void)
 	    (unsigned long long)(s1.upserts_sent + s1.deletes_sent - before));
 	tap_ok(gw2_mirrors(), "gw2 still mirrors gw1");
 
+	/* Delayed Acks: a Batch per loop iteration for 20 iterations, a few
+	 * milliseconds apart, gets a few Acks, not one each, and the lag
+	 * figure leaves out the time the Acks were held. */
+	{
+		struct session_stats a0 = stats(&gw2), a1;
+		uint64_t b0 = stats(&gw1).batches_sent;
+
+		for (uint32_t i = 0; i < 20; i++) {
+			own_add(&gw1, 45000 + i, 0);
+			run_until(never, 2);
+		}
+		run_until(gw2_mirrors, 10000);
+		a1 = stats(&gw2);
+		s1 = stats(&gw1);
+		tap_ok(s1.batches_sent - b0 == 20 && a1.batches_received - a0.batches_received == 20 &&
+		    a1.acks_sent - a0.acks_sent < 10,
+		    "20 batches, %llu acks", (unsigned long long)(a1.acks_sent - a0.acks_sent));
+		tap_ok(s1.lag_p50_ms >= 0 && s1.lag_p50_ms < 20,
+		    "lag without the acks' hold: p50 %.3f ms", s1.lag_p50_ms);
+	}
+
 	/* A flow that is gw2's own: a master keeps its copy, anyone else
 	 * yields to the peer's. */
 	{
