@@ -808,6 +808,13 @@ frame_flowkey_to_pb(const struct flow_key *k, struct frame_flowkey_pb *out)
 	return 0;
 }
 
+/* protobuf-c's string fields are not const, but packing only reads them. */
+static char *
+frame_str(const char *s)
+{
+	return (char *)(uintptr_t)s;
+}
+
 int
 frame_flow_to_pb(const struct flow *f, const struct config *cfg,
     struct frame_flow_pb *out)
@@ -838,10 +845,7 @@ frame_flow_to_pb(const struct flow *f, const struct config *cfg,
 	pb->nat_port = f->nat_port;
 	pb->has_mark = 1;
 	pb->mark = f->mark;
-	/* Both names fit: the config bounds them by CFG_NAME_MAX. */
-	snprintf(out->provider, sizeof(out->provider), "%s",
-	    cfg->providers[f->provider].name);
-	pb->provider = out->provider;
+	pb->provider = frame_str(cfg->providers[f->provider].name);
 	pb->has_provider_index = 1;
 	pb->provider_index = f->provider;
 	pb->has_l4state = 1;
@@ -852,10 +856,8 @@ frame_flow_to_pb(const struct flow *f, const struct config *cfg,
 	pb->updated = f->updated;
 	origin = f->origin == FLOW_OWN ? cfg->node :
 	    cfg->has_sync ? cfg->sync.tls.peer_name : "";
-	if (origin[0] != '\0') {
-		snprintf(out->origin, sizeof(out->origin), "%s", origin);
-		pb->origin_node = out->origin;
-	}
+	if (origin[0] != '\0')
+		pb->origin_node = frame_str(origin);
 	return 0;
 }
 

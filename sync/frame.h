@@ -202,11 +202,11 @@ uint64_t frame_config_fingerprint(const struct config *cfg);
  * Conversions between the flow table and the wire.
  *
  * frame_flow_to_pb() fills out->pb from f for sending; the message points
- * into *out only (addresses and names are copied there), so f may change
- * afterwards, and nothing needs freeing.  The provider goes by name from
- * cfg; origin_node is cfg->node for own flows and the peer's name
- * otherwise.  -1 with errno EINVAL when f's family or provider index is
- * not valid for cfg.
+ * into *out (the addresses are copied there, so f may change afterwards)
+ * and at names in cfg, which must outlive it; nothing needs freeing.  The
+ * provider goes by name from cfg; origin_node is cfg->node for own flows
+ * and the peer's name otherwise.  -1 with errno EINVAL when f's family or
+ * provider index is not valid for cfg.
  *
  * frame_flow_from_pb() fills *f from a received flow: the provider is
  * found by NAME in the local cfg (the peer's index is ignored), the mark
@@ -217,8 +217,6 @@ uint64_t frame_config_fingerprint(const struct config *cfg);
 struct frame_flow_pb {
 	Uplinkd__Flow pb;
 	uint8_t src[16], dst[16], nat_src[16];
-	char provider[CFG_NAME_MAX];
-	char origin[CFG_NAME_MAX];
 };
 
 struct frame_flowkey_pb {
