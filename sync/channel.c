@@ -53,6 +53,7 @@
 #define CHANNEL_ACCEPT_BURST	16	/* accepts per wakeup */
 #define CHANNEL_READ_BUDGET	(1u << 20)	/* bytes per wakeup */
 #define CHANNEL_WRITE_CHUNK	(256u << 10)	/* bytes per SSL_write */
+#define CHANNEL_READ_AHEAD	(64u << 10)	/* bytes per read() of the socket */
 #define CHANNEL_QUEUE_KEEP	(1u << 20)	/* buffer kept when empty */
 #define CHANNEL_GO_LEN		4
 
@@ -521,8 +522,9 @@ conn_read(struct chan_conn *c)
 				return;
 		}
 		/* Level-triggered epoll brings us back for what is left in the
-		 * socket; what OpenSSL already holds must be read now. */
-		if (budget >= CHANNEL_READ_BUDGET && SSL_pending(c->ssl) == 0)
+		 * socket; what OpenSSL already holds (read ahead, or decrypted
+		 * and not yet taken) must be read now. */
+		if (budget >= CHANNEL_READ_BUDGET && !SSL_has_pending(c->ssl))
 			return;
 	}
 }
@@ -945,6 +947,10 @@ chan_ctx(const struct config *cfg)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* One read() takes in whatever the socket holds, up to the buffer,
+	 * rather than two per record (its header, then its body). */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, CHANNEL_READ_AHEAD);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, 4);
 	if (SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1) {
