@@ -494,8 +494,8 @@ ct_dump_mark(struct ct *ct, struct mnl_socket *nl, uint32_t mark, struct ct_dump
 	nfh->nfgen_family = AF_UNSPEC;
 	nfh->version = NFNETLINK_V0;
 	nfh->res_id = 0;
-	mnl_attr_put_u32(nlh, CTA_MARK, htonl(mark));
-	mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(ct->cfg->mark_mask));
+	nlattr_put_u32(nlh, CTA_MARK, htonl(mark));
+	nlattr_put_u32(nlh, CTA_MARK_MASK, htonl(ct->cfg->mark_mask));
 	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
 		return -1;
 	do {
@@ -545,21 +545,21 @@ static void
 ct_put_tuple(struct nlmsghdr *nlh, uint16_t type, const struct flow_key *k,
     const uint8_t *src, const uint8_t *dst, uint16_t sport, uint16_t dport)
 {
-	struct nlattr *tuple = mnl_attr_nest_start(nlh, type), *nest;
+	struct nlattr *tuple = nlattr_nest_start(nlh, type), *nest;
 	bool v4 = k->family == AF_INET;
 
-	nest = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
-	mnl_attr_put(nlh, v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, v4 ? 4 : 16, src);
-	mnl_attr_put(nlh, v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, v4 ? 4 : 16, dst);
-	mnl_attr_nest_end(nlh, nest);
-	nest = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
-	mnl_attr_put_u8(nlh, CTA_PROTO_NUM, k->proto);
+	nest = nlattr_nest_start(nlh, CTA_TUPLE_IP);
+	nlattr_put(nlh, v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, v4 ? 4 : 16, src);
+	nlattr_put(nlh, v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, v4 ? 4 : 16, dst);
+	nlattr_nest_end(nlh, nest);
+	nest = nlattr_nest_start(nlh, CTA_TUPLE_PROTO);
+	nlattr_put_u8(nlh, CTA_PROTO_NUM, k->proto);
 	if (ct_has_ports(k->proto)) {
-		mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, sport);
-		mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, dport);
+		nlattr_put_u16(nlh, CTA_PROTO_SRC_PORT, sport);
+		nlattr_put_u16(nlh, CTA_PROTO_DST_PORT, dport);
 	}
-	mnl_attr_nest_end(nlh, nest);
-	mnl_attr_nest_end(nlh, tuple);
+	nlattr_nest_end(nlh, nest);
+	nlattr_nest_end(nlh, tuple);
 }
 
 int
@@ -600,40 +600,40 @@ ct_put_msg(void *buf, size_t space, const struct flow *f, uint32_t timeout_s,
 		/* The reply tuple mirrors the original; source NAT to one
 		 * address and port rewrites it in the kernel. */
 		ct_put_tuple(nlh, CTA_TUPLE_REPLY, k, k->dst, k->src, dport, sport);
-		nest = mnl_attr_nest_start(nlh, CTA_NAT_SRC);
+		nest = nlattr_nest_start(nlh, CTA_NAT_SRC);
 		/* Without a maximum the range is the minimum alone. */
 		if (k->family == AF_INET)
-			mnl_attr_put(nlh, CTA_NAT_V4_MINIP, 4, f->nat_src);
+			nlattr_put(nlh, CTA_NAT_V4_MINIP, 4, f->nat_src);
 		else
-			mnl_attr_put(nlh, CTA_NAT_V6_MINIP, 16, f->nat_src);
+			nlattr_put(nlh, CTA_NAT_V6_MINIP, 16, f->nat_src);
 		if (f->nat_port != 0) {
-			struct nlattr *proto = mnl_attr_nest_start(nlh, CTA_NAT_PROTO);
+			struct nlattr *proto = nlattr_nest_start(nlh, CTA_NAT_PROTO);
 
-			mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MIN, htons(f->nat_port));
-			mnl_attr_put_u16(nlh, CTA_PROTONAT_PORT_MAX, htons(f->nat_port));
-			mnl_attr_nest_end(nlh, proto);
+			nlattr_put_u16(nlh, CTA_PROTONAT_PORT_MIN, htons(f->nat_port));
+			nlattr_put_u16(nlh, CTA_PROTONAT_PORT_MAX, htons(f->nat_port));
+			nlattr_nest_end(nlh, proto);
 		}
-		mnl_attr_nest_end(nlh, nest);
+		nlattr_nest_end(nlh, nest);
 		/* CONFIRMED as libnetfilter_conntrack sends it (the kernel
 		 * keeps that bit to itself). */
-		mnl_attr_put_u32(nlh, CTA_STATUS,
+		nlattr_put_u32(nlh, CTA_STATUS,
 		    htonl(IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED));
 	}
-	mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(timeout_s));
-	mnl_attr_put_u32(nlh, CTA_MARK, htonl(f->mark));
+	nlattr_put_u32(nlh, CTA_TIMEOUT, htonl(timeout_s));
+	nlattr_put_u32(nlh, CTA_MARK, htonl(f->mark));
 	if (k->proto == IPPROTO_TCP) {
 		struct nf_ct_tcp_flags fl = {
 			.flags = IP_CT_TCP_FLAG_BE_LIBERAL | IP_CT_TCP_FLAG_SACK_PERM,
 			.mask = IP_CT_TCP_FLAG_BE_LIBERAL | IP_CT_TCP_FLAG_SACK_PERM,
 		};
 
-		nest = mnl_attr_nest_start(nlh, CTA_PROTOINFO);
-		tcp = mnl_attr_nest_start(nlh, CTA_PROTOINFO_TCP);
-		mnl_attr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, TCP_CONNTRACK_ESTABLISHED);
-		mnl_attr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, sizeof(fl), &fl);
-		mnl_attr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_REPLY, sizeof(fl), &fl);
-		mnl_attr_nest_end(nlh, tcp);
-		mnl_attr_nest_end(nlh, nest);
+		nest = nlattr_nest_start(nlh, CTA_PROTOINFO);
+		tcp = nlattr_nest_start(nlh, CTA_PROTOINFO_TCP);
+		nlattr_put_u8(nlh, CTA_PROTOINFO_TCP_STATE, TCP_CONNTRACK_ESTABLISHED);
+		nlattr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, sizeof(fl), &fl);
+		nlattr_put(nlh, CTA_PROTOINFO_TCP_FLAGS_REPLY, sizeof(fl), &fl);
+		nlattr_nest_end(nlh, tcp);
+		nlattr_nest_end(nlh, nest);
 	}
 	return (int)nlh->nlmsg_len;
 }

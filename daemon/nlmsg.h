@@ -1,6 +1,6 @@
 /*
  * nlmsg: walking netlink messages and their attributes in a receive
- * buffer without trusting their lengths.
+ * buffer without trusting their lengths, and building them inline.
  *
  * libmnl's mnl_nlmsg_ok() compares nlmsg_len with the bytes left as an
  * int, so a length of 2^31 or more passes as negative and the walk
@@ -12,6 +12,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include <libmnl/libmnl.h>
 
@@ -79,5 +81,60 @@ nlattr_data_len(const struct nlattr *a)
 
 #define nlattr_for_each_nested(a, left, nest) \
 	nlattr_for_each(a, left, (const struct nlattr *)nlattr_data(nest), nlattr_data_len(nest))
+
+/*
+ * Building, inline for the same reason: a conntrack create has about
+ * twenty attributes.  The caller makes sure of the room once, for the
+ * whole message (it has a fixed largest size), as with libmnl's puts.
+ */
+static inline struct nlattr *
+nlattr_put(struct nlmsghdr *nlh, uint16_t type, size_t len, const void *data)
+{
+	struct nlattr *a = (struct nlattr *)(void *)((char *)nlh + nlh->nlmsg_len);
+	size_t padded = MNL_ALIGN(MNL_ATTR_HDRLEN + len);
+
+	a->nla_type = type;
+	a->nla_len = (uint16_t)(MNL_ATTR_HDRLEN + len);
+	memcpy((char *)a + MNL_ATTR_HDRLEN, data, len);
+	memset((char *)a + MNL_ATTR_HDRLEN + len, 0, padded - MNL_ATTR_HDRLEN - len);
+	nlh->nlmsg_len += (uint32_t)padded;
+	return a;
+}
+
+static inline void
+nlattr_put_u8(struct nlmsghdr *nlh, uint16_t type, uint8_t v)
+{
+	nlattr_put(nlh, type, sizeof(v), &v);
+}
+
+static inline void
+nlattr_put_u16(struct nlmsghdr *nlh, uint16_t type, uint16_t v)
+{
+	nlattr_put(nlh, type, sizeof(v), &v);
+}
+
+static inline void
+nlattr_put_u32(struct nlmsghdr *nlh, uint16_t type, uint32_t v)
+{
+	nlattr_put(nlh, type, sizeof(v), &v);
+}
+
+/* A nest's length is known at its end. */
+static inline struct nlattr *
+nlattr_nest_start(struct nlmsghdr *nlh, uint16_t type)
+{
+	struct nlattr *a = (struct nlattr *)(void *)((char *)nlh + nlh->nlmsg_len);
+
+	a->nla_type = type | NLA_F_NESTED;
+	a->nla_len = MNL_ATTR_HDRLEN;
+	nlh->nlmsg_len += MNL_ATTR_HDRLEN;
+	return a;
+}
+
+static inline void
+nlattr_nest_end(struct nlmsghdr *nlh, struct nlattr *nest)
+{
+	nest->nla_len = (uint16_t)((char *)nlh + nlh->nlmsg_len - (char *)nest);
+}
 
 #endif
