@@ -237,16 +237,19 @@ rules_render_nft(const struct config *cfg)
 	fprintf(f, "table ip %s\ndelete table ip %s\ntable ip %s {\n", RULES_NFT_TABLE,
 	    RULES_NFT_TABLE, RULES_NFT_TABLE);
 	fprintf(f, "\tchain leakguard {\n\t\ttype filter hook postrouting priority 200; policy accept;\n");
-	fprintf(f, "\t\toifname {");
-	for (size_t i = 0; i < cfg->nproviders; i++)
-		fprintf(f, "%s \"%s\"", i ? "," : "", cfg->providers[i].interface);
-	fprintf(f, " } ip saddr {");
+	/* The source test first: nearly every packet here is translated or
+	 * headed for the LAN and fails it with one compare, before the
+	 * interface set's lookup. */
+	fprintf(f, "\t\tip saddr {");
 	for (size_t i = 0, n = 0; i < cfg->lan.nnetworks; i++) {
 		if (cfg->lan.networks[i].addr.family != AF_INET)
 			continue;
 		fprintf(f, "%s %s", n++ ? "," : "",
 		    netprefix_str(&cfg->lan.networks[i], pfx, sizeof(pfx)));
 	}
+	fprintf(f, " } oifname {");
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		fprintf(f, "%s \"%s\"", i ? "," : "", cfg->providers[i].interface);
 	fprintf(f, " } counter drop comment \"untranslated LAN source towards a provider\"\n");
 	fprintf(f, "\t}\n}\n");
 	if (fclose(f) != 0) {

@@ -218,6 +218,28 @@ ok "$(python3 -c "print(0 if ${usent:-0} > 0 and ${uecho:-0} >= 0.99 * ${usent:-
 leaks=$(lab_leaks)
 ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a provider untranslated ($leaks leaked)"
 
+# --- the leak guard: a packet with a provider mark that NAT never saw ---
+# Untracked packets skip NAT; marked, they are routed out provider A with
+# the client's own address, the case the guard is there for.
+guard_count() {
+	lab_exec gw1 nft list chain ip uplinkd leakguard | sed -n 's/.* counter packets \([0-9]*\) .*/\1/p'
+}
+raw_rules() {
+	lab_exec gw1 iptables -w -t raw "$1" PREROUTING -i lan0 -p udp --dport 5999 -j NOTRACK &&
+		lab_exec gw1 iptables -w -t raw "$1" PREROUTING -i lan0 -p udp --dport 5999 \
+			-j MARK --set-xmark 0x100/0x300
+}
+g0=$(guard_count)
+raw_rules -I
+for ((i = 0; i < 5; i++)); do
+	lab_exec client bash -c 'echo leak > /dev/udp/192.0.2.10/5999'
+done
+lab_wait_for "[ \$(guard_count) -ge $((${g0:-0} + 5)) ]" 10
+ok $? "the leak guard dropped 5 untranslated datagrams towards provider A ($g0 -> $(guard_count))"
+raw_rules -D
+leaks=$(lab_leaks)
+ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "none of them reached the provider ($leaks leaked)"
+
 # --- conntrack DESTROY events remove flows ---
 before=$(jget 'd["flows"]["own"]' status)
 lab_exec gw1 conntrack -D -s 10.0.0.149 >/dev/null 2>&1
