@@ -6,7 +6,12 @@
 #  1. New TCP connections per second through the gateway: uplinkd deciding
 #     vs the kernel-only balancer (iptables statistic marks, no queue),
 #     rounds alternating, 16 connections in flight; connect latency p50/p99
-#     of each under that load.  Then the same, one connection at a time:
+#     of each under that load, and the whole machine's busy CPU per
+#     connection.  Once from one client process and once from two: one
+#     client thread is the kernel-only lab's bottleneck (it carries each
+#     SYN through every namespace inside its own connect()), so with it
+#     the rate ratio measures how long that thread waits for the daemon;
+#     two clients take that limit away.  Then one connection at a time:
 #     the difference in connect latency is what the queue adds to the first
 #     packet (under load it mostly measures CPU contention instead).
 #  2. UDP flood where every datagram is a new flow: flows delivered to the
@@ -16,7 +21,7 @@
 #     per event) and RSS per tracked flow at 100k flows.
 #
 # Usage: tests/bench/bench_gateway.sh [ROUNDS] ; env COUNT, LAT_COUNT, UDP_COUNT, CT_FLOWS
-# PARTS: which of "tcp lat udp ct" to run (default all).
+# PARTS: which of "tcp tcp2 lat udp ct" to run (default all).
 # UPLINKD_BUILD: build directory (default _build/plain).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,7 +34,7 @@ COUNT=${COUNT:-20000}
 LAT_COUNT=${LAT_COUNT:-3000}
 UDP_COUNT=${UDP_COUNT:-100000}
 CT_FLOWS=${CT_FLOWS:-100000}
-PARTS=${PARTS:-tcp lat udp ct}
+PARTS=${PARTS:-tcp tcp2 lat udp ct}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 LT=$(lab_labtraffic) || exit 1
 B=$UPLINKD_BUILD/tests/bench
@@ -84,10 +89,48 @@ synlat_stop() {
 	wait "$synlat_pid" 2>/dev/null
 }
 
-# tcp_rounds TAG COUNT CONCURRENCY: ROUNDS alternating rounds of COUNT short
-# connections; "rate p50 p99 failed" per round in $LAB_DIR/TAG.k and TAG.u.
+# Busy and idle CPU of the whole machine so far, in clock ticks.
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 }' /proc/stat; }
+
+# clients_run COUNT CONCURRENCY CLIENTS: COUNT short connections from CLIENTS
+# labtraffic processes at once (COUNT/CLIENTS each, CONCURRENCY in flight
+# in each); prints "rate p50 p99 failed busy_us": the connections per
+# second from the first start to the last end, the first client's connect
+# latencies, the failures of all, and the machine's busy CPU microseconds
+# per connection.
+clients_run() {
+	local count=$1 conc=$2 clients=$3 i pids="" c0 c1 t0 t1 failed=0 f
+	c0=$(cpu_ticks)
+	t0=$(date +%s.%N)
+	for ((i = 0; i < clients; i++)); do
+		lab_exec client "$LT" short --to 192.0.2.10:5001 --count $((count / clients)) \
+			--concurrency "$conc" --src-from 10.0.0.100 --src-count 50 --timeout 30 \
+			--deadline 300 >"$LAB_DIR/client.$i" 2>&1 &
+		pids="$pids $!"
+	done
+	# shellcheck disable=SC2086
+	wait $pids
+	t1=$(date +%s.%N)
+	c1=$(cpu_ticks)
+	for ((i = 0; i < clients; i++)); do
+		f=$(kv failed <"$LAB_DIR/client.$i")
+		failed=$((failed + ${f:-1}))
+	done
+	python3 - "$c0" "$c1" "$t0" "$t1" "$((count / clients * clients))" "$(getconf CLK_TCK)" "$failed" \
+		"$(kv connect_p50_us <"$LAB_DIR/client.0")" "$(kv connect_p99_us <"$LAB_DIR/client.0")" <<'PY'
+import sys
+c0, c1 = sys.argv[1].split(), sys.argv[2].split()
+secs, n, hz = float(sys.argv[4]) - float(sys.argv[3]), int(sys.argv[5]), int(sys.argv[6])
+busy = (int(c1[0]) - int(c0[0])) / hz * 1e6 / n
+print(round(n / secs, 1), sys.argv[8] or 0, sys.argv[9] or 0, sys.argv[7], round(busy, 1))
+PY
+}
+
+# tcp_rounds TAG COUNT CONCURRENCY [CLIENTS]: ROUNDS alternating rounds of
+# COUNT short connections; "rate p50 p99 failed busy_us" per round in
+# $LAB_DIR/TAG.k and TAG.u, medians in rate_k/u, p50_k/u, p99_k/u, busy_k/u.
 tcp_rounds() {
-	local tag=$1 count=$2 conc=$3 r mode line
+	local tag=$1 count=$2 conc=$3 clients=${4:-1} r mode line
 	: >"$LAB_DIR/$tag.k"
 	: >"$LAB_DIR/$tag.u"
 	: >"$LAB_DIR/gwlat.k"
@@ -96,11 +139,10 @@ tcp_rounds() {
 		for mode in k u; do
 			if [ $mode = k ]; then kernel_up; else uplinkd_up; fi
 			[ "$tag" = lat ] && synlat_start "$count"
-			line=$(lab_exec client "$LT" short --to 192.0.2.10:5001 --count "$count" \
-				--concurrency "$conc" --src-from 10.0.0.100 --src-count 50 --timeout 30 \
-				--deadline 300)
-			echo "$(echo "$line" | kv rate) $(echo "$line" | kv connect_p50_us) $(echo "$line" | kv connect_p99_us) $(echo "$line" | kv failed)" >>"$LAB_DIR/$tag.$mode"
-			echo "round $r $([ $mode = k ] && echo kernel-only || echo uplinkd): $line"
+			line=$(clients_run "$count" "$conc" "$clients")
+			echo "$line" >>"$LAB_DIR/$tag.$mode"
+			read -r rate p50 p99 failed busy <<<"$line"
+			echo "round $r $([ $mode = k ] && echo kernel-only || echo uplinkd): rate=$rate conn/s connect_p50_us=$p50 connect_p99_us=$p99 failed=$failed machine_busy_us_per_conn=$busy"
 			if [ "$tag" = lat ]; then
 				synlat_stop
 				line=$(grep '^synlat pairs' "$LAB_DIR/synlat.out")
@@ -114,19 +156,28 @@ tcp_rounds() {
 		eval "rate_$mode=$(cut -d' ' -f1 "$LAB_DIR/$tag.$mode" | median)"
 		eval "p50_$mode=$(cut -d' ' -f2 "$LAB_DIR/$tag.$mode" | median)"
 		eval "p99_$mode=$(cut -d' ' -f3 "$LAB_DIR/$tag.$mode" | median)"
+		eval "busy_$mode=$(cut -d' ' -f5 "$LAB_DIR/$tag.$mode" | median)"
 	done
 }
 # Medians of an even number of rounds are not integers: no shell arithmetic.
 diff_us() { python3 -c "print(round($1 - $2, 1))"; }
 
-if part tcp; then
-echo "# 1. new TCP connections/s, $COUNT per round, $ROUNDS rounds, alternating"
-tcp_rounds tcp "$COUNT" 16
+ratio() { python3 -c "print(round($1 / $2, 3))"; }
 # shellcheck disable=SC2154
-{
-echo "tcp_conn_rate kernel_only=$rate_k uplinkd=$rate_u ratio=$(python3 -c "print(round($rate_u/$rate_k,3))")"
-echo "tcp_connect_latency_us concurrency=16 kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u difference_p50=$(diff_us "$p50_u" "$p50_k") difference_p99=$(diff_us "$p99_u" "$p99_k")"
+tcp_report() {
+	echo "tcp_conn_rate clients=$1 kernel_only=$rate_k uplinkd=$rate_u ratio=$(ratio "$rate_u" "$rate_k")"
+	echo "tcp_connect_latency_us clients=$1 concurrency=16 kernel_only_p50=$p50_k uplinkd_p50=$p50_u kernel_only_p99=$p99_k uplinkd_p99=$p99_u difference_p50=$(diff_us "$p50_u" "$p50_k") difference_p99=$(diff_us "$p99_u" "$p99_k")"
+	echo "machine_busy_us_per_conn clients=$1 kernel_only=$busy_k uplinkd=$busy_u ratio=$(ratio "$busy_k" "$busy_u")"
 }
+if part tcp; then
+echo "# 1. new TCP connections/s, $COUNT per round, $ROUNDS rounds, alternating; one client process"
+tcp_rounds tcp "$COUNT" 16 1
+tcp_report 1
+fi
+if part tcp2; then
+echo "# 1a. the same from two client processes at once, $((COUNT / 2)) connections each"
+tcp_rounds tcp2 "$COUNT" 16 2
+tcp_report 2
 fi
 if part lat; then
 echo "# 1b. first-packet latency, one connection at a time, $LAT_COUNT per round, $ROUNDS rounds"
