@@ -20,6 +20,7 @@
 #define CT_EVENT_ROUNDS 16	/* recvmmsg calls per wake-up at most */
 #define CT_EVENT_MSG_MAX 4096	/* one event; a dump's buffer is all of buf */
 #define CT_EVENT_HOLD_MS 5
+#define CT_DUMP_READS 8		/* recv() calls per wake-up of an asynchronous dump */
 
 #define CT_MSG_MAX 512		/* bytes of one create, update or delete */
 #define CT_WRITE_BATCH 256	/* messages per sendmsg */
@@ -60,6 +61,8 @@ struct ct {
 	struct ct_write_stats wst;
 	bool new_left;		/* the event socket is out of the NEW group */
 	bool new_warned;
+	bool behind;		/* overrun, and not read empty since */
+	struct ct_dump *dump;	/* the asynchronous dump running, if any */
 };
 
 static const uint8_t ct_l4_map[] = {
@@ -74,7 +77,7 @@ static const uint8_t ct_l4_map[] = {
 	[TCP_CONNTRACK_CLOSE] = FLOW_L4_CLOSE,
 };
 
-static int
+int
 ct_provider_of_mark(const struct config *cfg, uint32_t mark)
 {
 	for (size_t i = 0; i < cfg->nproviders; i++)
@@ -297,10 +300,15 @@ ct_read_events(struct ct *ct)
 
 		n = recvmmsg(ct->evfd, mm, CT_EVENT_VLEN, MSG_DONTWAIT, NULL);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (errno == EAGAIN) {
+				ct->behind = false;
+				break;
+			}
+			if (errno == EINTR)
 				break;
 			if (errno == ENOBUFS) {
 				ct->st.enobufs++;
+				ct->behind = true;
 				ct->cb(CT_OVERRUN, NULL, ct->data);
 				continue;
 			}
@@ -326,6 +334,14 @@ ct_read_events(struct ct *ct)
 	return got;
 }
 
+/* A full read leaves more waiting (a burst, the end of an overrun): the
+ * next comes as soon as the loop has served the rest. */
+static int
+ct_hold_ms(size_t got)
+{
+	return got == CT_EVENT_ROUNDS * CT_EVENT_VLEN ? 1 : CT_EVENT_HOLD_MS;
+}
+
 /*
  * Events are read in runs: once a wake-up has found some, the socket is
  * left alone for CT_EVENT_HOLD_MS and what arrives meanwhile waits in its
@@ -340,9 +356,10 @@ static int64_t
 ct_on_hold_end(void *data)
 {
 	struct ct *ct = data;
+	size_t got = ct_read_events(ct);
 
-	if (ct_read_events(ct) > 0)
-		return CT_EVENT_HOLD_MS;
+	if (got > 0)
+		return ct_hold_ms(got);
 	ct->hold = NULL;
 	if (ev_fd_want_read(ct->loop, ct->evfd, true) == -1)
 		log_warn("ct: epoll on the event socket");
@@ -353,12 +370,13 @@ static void
 ct_on_event(int fd, void *data)
 {
 	struct ct *ct = data;
+	size_t got;
 
 	(void)fd;
 	/* During a hold only an error (an overrun) wakes us. */
-	if (ct_read_events(ct) == 0 || ct->hold != NULL)
+	if ((got = ct_read_events(ct)) == 0 || ct->hold != NULL)
 		return;
-	if ((ct->hold = ev_timer_add(ct->loop, CT_EVENT_HOLD_MS, ct_on_hold_end, ct)) == NULL)
+	if ((ct->hold = ev_timer_add(ct->loop, ct_hold_ms(got), ct_on_hold_end, ct)) == NULL)
 		return;
 	if (ev_fd_want_read(ct->loop, ct->evfd, false) == -1) {
 		log_warn("ct: epoll on the event socket");
@@ -445,6 +463,7 @@ ct_destroy(struct ct *ct)
 {
 	if (ct == NULL)
 		return;
+	ct_dump_cancel(ct->dump);
 	ct_write_flush(ct);
 	ev_timer_del(ct->loop, ct->hold);
 	ev_fd_del(ct->loop, ct->evfd);
@@ -476,16 +495,13 @@ ct_dump_one(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-/* One dump per provider mark: the kernel filters by mark/mask. */
+/* Asks for the entries with one provider's mark: the kernel filters by
+ * mark and mask. */
 static int
-ct_dump_mark(struct ct *ct, struct mnl_socket *nl, uint32_t mark, struct ct_dump_ctx *ctx)
+ct_dump_request(struct ct *ct, struct mnl_socket *nl, uint32_t mark, uint32_t seq)
 {
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header((void *)ct->buf);
 	struct nfgenmsg *nfh;
-	unsigned portid = mnl_socket_get_portid(nl);
-	uint32_t seq = (uint32_t)time(NULL);
-	ssize_t n;
-	int rc;
 
 	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -496,32 +512,51 @@ ct_dump_mark(struct ct *ct, struct mnl_socket *nl, uint32_t mark, struct ct_dump
 	nfh->res_id = 0;
 	nlattr_put_u32(nlh, CTA_MARK, htonl(mark));
 	nlattr_put_u32(nlh, CTA_MARK_MASK, htonl(ct->cfg->mark_mask));
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-		return -1;
-	do {
-		n = mnl_socket_recvfrom(nl, ct->buf, sizeof(ct->buf));
-		if (n < 0)
-			return -1;
-		rc = mnl_cb_run(ct->buf, (size_t)n, seq, portid, ct_dump_one, ctx);
-	} while (rc > MNL_CB_STOP);
-	return rc < 0 ? -1 : 0;
+	return mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0 ? -1 : 0;
+}
+
+static struct mnl_socket *
+ct_dump_socket(void)
+{
+	struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	int saved, rcvbuf = 4 << 20;
+
+	if (nl == NULL)
+		return NULL;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		saved = errno;
+		mnl_socket_close(nl);
+		errno = saved;
+		return NULL;
+	}
+	setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
+	return nl;
 }
 
 long
 ct_dump(struct ct *ct, ct_dump_cb cb, void *data)
 {
 	struct ct_dump_ctx ctx = { ct, cb, data, 0 };
-	struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	int saved, rcvbuf = 4 << 20;
+	struct mnl_socket *nl = ct_dump_socket();
+	unsigned portid;
+	uint32_t seq = (uint32_t)time(NULL);
+	int saved, rc;
+	ssize_t n;
 
 	if (nl == NULL)
 		return -1;
-	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
-		goto fail;
-	setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
-	for (size_t i = 0; i < ct->cfg->nproviders; i++)
-		if (ct_dump_mark(ct, nl, ct->cfg->providers[i].mark, &ctx) == -1)
+	portid = mnl_socket_get_portid(nl);
+	for (size_t i = 0; i < ct->cfg->nproviders; i++, seq++) {
+		if (ct_dump_request(ct, nl, ct->cfg->providers[i].mark, seq) == -1)
 			goto fail;
+		do {
+			if ((n = mnl_socket_recvfrom(nl, ct->buf, sizeof(ct->buf))) < 0)
+				goto fail;
+			rc = mnl_cb_run(ct->buf, (size_t)n, seq, portid, ct_dump_one, &ctx);
+		} while (rc > MNL_CB_STOP);
+		if (rc < 0)
+			goto fail;
+	}
 	mnl_socket_close(nl);
 	ct->st.dumps++;
 	ct->st.dumped += (uint64_t)ctx.count;
@@ -531,6 +566,135 @@ fail:
 	mnl_socket_close(nl);
 	errno = saved;
 	return -1;
+}
+
+struct ct_dump {
+	struct ct *ct;
+	struct mnl_socket *nl;
+	int fd;
+	unsigned portid;
+	uint32_t seq;		/* of the request being answered */
+	size_t provider;	/* whose entries are being answered */
+	struct ct_dump_ctx ctx;
+	ct_dump_done_cb done;
+};
+
+static void
+ct_dump_close(struct ct_dump *dp)
+{
+	ev_fd_del(dp->ct->loop, dp->fd);
+	mnl_socket_close(dp->nl);
+	dp->ct->dump = NULL;
+	free(dp);
+}
+
+static void
+ct_dump_finish(struct ct_dump *dp, long count)
+{
+	ct_dump_done_cb done = dp->done;
+	void *data = dp->ctx.data;
+	int saved = errno;
+
+	if (count >= 0) {
+		dp->ct->st.dumps++;
+		dp->ct->st.dumped += (uint64_t)count;
+	}
+	ct_dump_close(dp);
+	errno = saved;
+	done(count, data);
+}
+
+/* A few answers per wake-up: the kernel builds the next part of a dump
+ * only when the last one has been read, so the socket holds little and
+ * the loop's other work waits at most CT_DUMP_READS reads. */
+static void
+ct_dump_on_read(int fd, void *data)
+{
+	struct ct_dump *dp = data;
+	struct ct *ct = dp->ct;
+
+	for (int i = 0; i < CT_DUMP_READS; i++) {
+		ssize_t n = recv(fd, ct->buf, sizeof(ct->buf), MSG_DONTWAIT);
+		int rc;
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			ct_dump_finish(dp, -1);
+			return;
+		}
+		rc = mnl_cb_run(ct->buf, (size_t)n, dp->seq, dp->portid, ct_dump_one, &dp->ctx);
+		if (rc < 0) {
+			ct_dump_finish(dp, -1);
+			return;
+		}
+		if (rc == MNL_CB_STOP) {
+			if (++dp->provider == ct->cfg->nproviders) {
+				ct_dump_finish(dp, dp->ctx.count);
+				return;
+			}
+			if (ct_dump_request(ct, dp->nl, ct->cfg->providers[dp->provider].mark,
+			    ++dp->seq) == -1) {
+				ct_dump_finish(dp, -1);
+				return;
+			}
+		}
+	}
+}
+
+struct ct_dump *
+ct_dump_start(struct ct *ct, ct_dump_cb cb, ct_dump_done_cb done, void *data)
+{
+	struct ct_dump *dp;
+	int saved;
+
+	if (ct->dump != NULL) {
+		errno = EBUSY;
+		return NULL;
+	}
+	if ((dp = calloc(1, sizeof(*dp))) == NULL)
+		return NULL;
+	dp->ct = ct;
+	dp->ctx = (struct ct_dump_ctx){ ct, cb, data, 0 };
+	dp->done = done;
+	dp->seq = (uint32_t)time(NULL);
+	if ((dp->nl = ct_dump_socket()) == NULL) {
+		free(dp);
+		return NULL;
+	}
+	dp->fd = mnl_socket_get_fd(dp->nl);
+	dp->portid = mnl_socket_get_portid(dp->nl);
+	if (ct_dump_request(ct, dp->nl, ct->cfg->providers[0].mark, dp->seq) == -1 ||
+	    ev_fd_add(ct->loop, dp->fd, ct_dump_on_read, NULL, dp) == -1) {
+		saved = errno;
+		mnl_socket_close(dp->nl);
+		free(dp);
+		errno = saved;
+		return NULL;
+	}
+	ct->dump = dp;
+	return dp;
+}
+
+void
+ct_dump_cancel(struct ct_dump *dp)
+{
+	if (dp != NULL)
+		ct_dump_close(dp);
+}
+
+bool
+ct_events_behind(const struct ct *ct)
+{
+	return ct->behind;
+}
+
+void
+ct_drain(struct ct *ct)
+{
+	/* Bounded: what a full socket buffer holds, and then some. */
+	for (int i = 0; i < 256 && ct_read_events(ct) > 0; i++)
+		;
 }
 
 static bool

@@ -13,8 +13,10 @@
  *
  * Overruns: when the kernel could not queue an event (ENOBUFS), events
  * were lost; the owner is told (CT_OVERRUN) and answers with a resync from
- * a dump.  Dumps are filtered by mark in the kernel, one per provider, and
- * are synchronous (at start, and on overrun).
+ * a dump.  Dumps are filtered by mark in the kernel, one per provider.
+ * The one at start is synchronous; the one after an overrun runs in the
+ * event loop (ct_dump_start), because a million entries take seconds and
+ * the queue, the sync channel and the control socket must not wait.
  */
 #ifndef UPLINKD_CT_H
 #define UPLINKD_CT_H
@@ -65,9 +67,39 @@ void ct_destroy(struct ct *ct);
 struct nlmsghdr;
 int ct_parse_flow(const struct nlmsghdr *nlh, const struct config *cfg, struct flow *f);
 
+/* The provider whose mark `mark` carries under the mask, or -1. */
+int ct_provider_of_mark(const struct config *cfg, uint32_t mark);
+
 /* Calls cb for every kernel entry with a provider mark.  Returns the number
  * of entries, or -1 with errno. */
 long ct_dump(struct ct *ct, ct_dump_cb cb, void *data);
+
+/*
+ * The same dump, read from the event loop a few answers per wake-up; the
+ * loop serves everything else meanwhile, events included, so an entry
+ * may be seen both as an event and in the dump, in either order (the
+ * owner decides which is newer).  done(count, data) is called once at
+ * the end, with -1 and errno on failure; the dump is gone after it.  One
+ * dump at a time per ct (EBUSY).  ct_dump_cancel() stops one that has not
+ * finished, without calling done (NULL: nothing); ct_destroy() cancels
+ * too.  NULL with errno.
+ */
+typedef void (*ct_dump_done_cb)(long count, void *data);
+struct ct_dump;
+struct ct_dump *ct_dump_start(struct ct *ct, ct_dump_cb cb, ct_dump_done_cb done, void *data);
+void ct_dump_cancel(struct ct_dump *dump);
+
+/*
+ * True from an overrun until the event socket has next been read empty.
+ * The kernel reports one overrun per congestion, which lasts until then:
+ * events it drops meanwhile raise no new error, so a resync's dump must
+ * not start before.
+ */
+bool ct_events_behind(const struct ct *ct);
+
+/* Delivers the events waiting in the socket now (a reload reads the old
+ * socket's before closing it: they are not all in the new one). */
+void ct_drain(struct ct *ct);
 
 /*
  * Writes into buf one ctnetlink message about f's entry, for the kernel:

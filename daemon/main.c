@@ -179,47 +179,93 @@ flow_learned(struct uplinkd *d, const struct flow *f, const struct flow *old)
 	return stored;
 }
 
+/*
+ * Resync: mark and sweep from a dump.  Own flows the kernel no longer has
+ * are removed, the rest are (re)learned.  At start the dump is read in
+ * one go; after an event overrun it runs in the loop (ct_dump_start)
+ * while events go on being applied to the table.  Every event read
+ * meanwhile happened after the events that were lost, so for the keys it
+ * touches the event stream has the last word: it is noted in
+ * resync_seen, a DESTROY as a tombstone, and the dump's record of that
+ * key is ignored, whichever of the two is read first.
+ */
+enum resync_seen {
+	SEEN_DUMP = 0,		/* the dump's record */
+	SEEN_EVENT,		/* a NEW event during the dump */
+	SEEN_GONE,		/* a DESTROY event during the dump */
+};
+
 static void
 resync_dump_one(const struct flow *f, void *data)
 {
-	struct flows *seen = data;
+	struct uplinkd *d = data;
+	struct flow copy = *f;
 
-	if (flows_upsert(seen, f) == -1)
-		errno = ENOSPC;
+	if (flows_lookup(d->resync_seen, &f->key) != NULL)
+		return;
+	copy.aux = SEEN_DUMP;
+	if (flows_upsert(d->resync_seen, &copy) == -1)
+		d->flows_full++;
+}
+
+static void
+resync_note(struct uplinkd *d, const struct flow *f, enum resync_seen what)
+{
+	struct flow copy = *f;
+
+	if (d->resync_seen == NULL)
+		return;
+	copy.aux = (uint8_t)what;
+	/* Not noted, the dump's record of this key could win: the resync
+	 * cannot be trusted, so another follows. */
+	if (flows_upsert(d->resync_seen, &copy) == -1)
+		d->resync_again = true;
 }
 
 static bool
 resync_keep(const struct flow *f, void *data)
 {
-	return flows_lookup(data, &f->key) != NULL;
+	const struct flow *seen = flows_lookup(data, &f->key);
+
+	return seen != NULL && seen->aux != SEEN_GONE;
 }
 
 static int
 resync_add(const struct flow *f, void *data)
 {
 	struct uplinkd *d = data;
+	struct flow copy = *f;
 
-	flow_learned(d, f, flows_lookup(d->flows, &f->key));
+	if (f->aux != SEEN_DUMP)
+		return 0;	/* its event put it in the table already */
+	copy.aux = 0;
+	flow_learned(d, &copy, flows_lookup(d->flows, &f->key));
 	return 0;
 }
 
-/*
- * Mark and sweep from a dump: own flows the kernel no longer has are
- * removed, the rest are (re)learned.  Used at start and after an event
- * overrun, when the event stream can no longer be trusted.
- */
 static int
-flows_resync(struct uplinkd *d)
+resync_begin(struct uplinkd *d)
 {
-	struct flows *seen = flows_create(UPLINKD_MAX_FLOWS);
-	size_t swept;
-	long n;
-
-	if (seen == NULL)
+	if ((d->resync_seen = flows_create(UPLINKD_MAX_FLOWS)) == NULL)
 		return -1;
-	if ((n = ct_dump(d->ct, resync_dump_one, seen)) == -1) {
-		log_warn("conntrack dump");
+	d->resync_again = false;
+	d->resync_start_us = ev_clock_us();
+	d->resync_start_iteration = d->loop_iterations;
+	return 0;
+}
+
+/* n is the dump's count, or -1 when it failed (errno kept). */
+static int
+resync_end(struct uplinkd *d, long n)
+{
+	struct flows *seen = d->resync_seen;
+	int saved = errno;
+	size_t swept;
+
+	d->resync_seen = NULL;
+	if (n == -1) {
 		flows_destroy(seen);
+		errno = saved;
 		return -1;
 	}
 	swept = flows_sweep(d->flows, FLOW_OWN, resync_keep, seen);
@@ -227,8 +273,48 @@ flows_resync(struct uplinkd *d)
 	flows_destroy(seen);
 	d->resyncs++;
 	session_resync(d->session);
-	log_info("flow table resynced from conntrack: %ld flows, %zu stale removed", n, swept);
+	log_info("flow table resynced from conntrack: %ld flows, %zu stale removed, "
+	    "in %.1f ms over %llu loop iterations", n, swept,
+	    (double)(ev_clock_us() - d->resync_start_us) / 1000,
+	    (unsigned long long)(d->loop_iterations - d->resync_start_iteration));
 	return 0;
+}
+
+/* At start, with nothing else to serve yet. */
+static int
+flows_resync_now(struct uplinkd *d)
+{
+	if (resync_begin(d) == -1)
+		return -1;
+	return resync_end(d, ct_dump(d->ct, resync_dump_one, d));
+}
+
+static int64_t on_resync_timer(void *data);
+
+/* Coalesced: nothing new while one is due or running. */
+static void
+resync_schedule(struct uplinkd *d, int delay_ms)
+{
+	if (d->resync_timer != NULL || d->resync_seen != NULL)
+		return;
+	if ((d->resync_timer = ev_timer_add(d->loop, delay_ms, on_resync_timer, d)) == NULL)
+		log_warn("scheduling a flow resync");
+}
+
+static void
+on_resync_dumped(long n, void *data)
+{
+	struct uplinkd *d = data;
+	bool again = d->resync_again;
+
+	d->resync_dump = NULL;
+	if (resync_end(d, n) == -1) {
+		log_warn("conntrack dump for the resync");
+		again = true;
+	} else if (again)
+		log_warnx("conntrack events lost during the resync; resyncing again");
+	if (again)
+		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS * 5);
 }
 
 static int64_t
@@ -238,10 +324,35 @@ on_resync_timer(void *data)
 
 	/* While a retry is pending the timer stays ours: an overrun
 	 * meanwhile must not start a second one. */
-	if (flows_resync(d) == -1)
-		return UPLINKD_RESYNC_DELAY_MS * 5;	/* try again */
+	if (ct_events_behind(d->ct))
+		return UPLINKD_RESYNC_DELAY_MS;
+	if (resync_begin(d) == -1)
+		goto retry;
+	if ((d->resync_dump = ct_dump_start(d->ct, resync_dump_one, on_resync_dumped, d)) == NULL) {
+		log_warn("starting the resync's conntrack dump");
+		flows_destroy(d->resync_seen);
+		d->resync_seen = NULL;
+		goto retry;
+	}
 	d->resync_timer = NULL;
 	return EV_TIMER_STOP;
+retry:
+	return UPLINKD_RESYNC_DELAY_MS * 5;
+}
+
+/* Stops a running resync; true when there was one.  Its dump cannot
+ * follow flows that change owner (a takeover) or a ct that goes away (a
+ * reload), so it starts over afterwards. */
+static bool
+resync_abort(struct uplinkd *d)
+{
+	if (d->resync_seen == NULL)
+		return false;
+	ct_dump_cancel(d->resync_dump);
+	d->resync_dump = NULL;
+	flows_destroy(d->resync_seen);
+	d->resync_seen = NULL;
+	return true;
 }
 
 static void
@@ -261,21 +372,25 @@ on_ct_event(enum ct_event ev, const struct flow *f, void *data)
 		return;
 	switch (ev) {
 	case CT_NEW:
+		resync_note(d, f, SEEN_EVENT);
 		if ((cur = flow_learned(d, f, cur)) != NULL)
 			session_own_upsert(d->session, cur, ev_clock_us());
 		break;
 	case CT_DESTROY:
+		resync_note(d, f, SEEN_GONE);
 		if (flows_delete(d->flows, &f->key, NULL) == 0)
 			session_own_delete(d->session, &f->key, ev_clock_us());
 		break;
 	case CT_OVERRUN:
+		if (d->resync_seen != NULL) {
+			d->resync_again = true;
+			break;
+		}
 		/* Coalesce: one resync after the burst, not one per error. */
-		if (d->resync_timer == NULL) {
+		if (d->resync_timer == NULL)
 			log_warnx("conntrack events lost (socket buffer overrun); "
 			    "resyncing from a dump");
-			d->resync_timer = ev_timer_add(d->loop, UPLINKD_RESYNC_DELAY_MS,
-			    on_resync_timer, d);
-		}
+		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS);
 		break;
 	case CT_PREFETCH:
 		break;
@@ -412,6 +527,7 @@ on_before_sleep(void *data)
 {
 	struct uplinkd *d = data;
 
+	d->loop_iterations++;
 	backlog_drain(d);
 	if (d->verify != NULL) {
 		size_t end = d->verify_pos + UPLINKD_VERIFY_SLICE;
@@ -455,6 +571,10 @@ role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
 	size_t n, peer = flows_count_origin(d->flows, FLOW_PEER);
 
 	session_set_master(d->session, role == HA_MASTER);
+	if (role != old && resync_abort(d)) {
+		log_info("ha: the flow resync starts over under the new role");
+		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS);
+	}
 	if (role == HA_MASTER && old != HA_MASTER) {
 		free(d->verify);
 		d->verify = peer ? malloc(peer * sizeof(*d->verify)) : NULL;
@@ -684,6 +804,51 @@ on_peer_flow(enum session_peer_event ev, const struct flow *f, void *data)
 		ct_write_delete(d->ct, &f->key);
 }
 
+static bool
+provider_marks_equal(const struct config *a, const struct config *b)
+{
+	if (a->mark_mask != b->mark_mask || a->nproviders != b->nproviders)
+		return false;
+	for (size_t i = 0; i < a->nproviders; i++)
+		if (ct_provider_of_mark(b, a->providers[i].mark) < 0)
+			return false;
+	return true;
+}
+
+/*
+ * After a reload an own flow's provider is the one its mark now names,
+ * which is how the kernel knows it; a flow whose mark names none is no
+ * longer ours (the kernel keeps it).  The peer learns of it from the
+ * bulk that session_set_config() asks for.
+ */
+static void
+flows_remap(struct uplinkd *d)
+{
+	size_t moved = 0, dropped = 0;
+
+	/* Downwards: a delete moves the last flow into the hole. */
+	for (size_t i = flows_count(d->flows); i-- > 0;) {
+		const struct flow *f = flows_at(d->flows, i);
+		struct flow copy;
+		int p;
+
+		if (f == NULL || f->origin != FLOW_OWN)
+			continue;
+		copy = *f;
+		if ((p = ct_provider_of_mark(d->cfg, f->mark)) < 0) {
+			flows_delete(d->flows, &copy.key, NULL);
+			dropped++;
+		} else if ((size_t)p != f->provider) {
+			copy.provider = (uint8_t)p;
+			flows_upsert(d->flows, &copy);
+			moved++;
+		}
+	}
+	if (moved || dropped)
+		log_info("reload: %zu own flows moved to their provider's new place, "
+		    "%zu dropped (their mark is no provider's now)", moved, dropped);
+}
+
 /*
  * Reload: everything that depends on the config is built anew from the
  * new one, and only when all of it stands is the old state let go.  A
@@ -699,6 +864,7 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 	struct health *nhealth = NULL;
 	struct ct *nct = NULL;
 	struct queue *nqueue = NULL;
+	bool resyncing, marks_changed;
 
 	d->reloads++;
 	notify_reloading();
@@ -738,6 +904,11 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 			log_warnx("reload: installing rules: %s", rerr);
 		rules_remove_stale(ocfg, ncfg);
 	}
+	resyncing = resync_abort(d);
+	marks_changed = !provider_marks_equal(ocfg, ncfg);
+	/* Events the old socket holds from before the new one joined are
+	 * not in the new one. */
+	ct_drain(d->ct);
 	sched_destroy(d->sched);
 	health_destroy(d->health);
 	ct_destroy(d->ct);
@@ -768,9 +939,10 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		log_warn("reload: the sync channel could not start; running without a peer");
 	config_free(ocfg);
 	apply_usability(d);
-	/* Provider indexes may have moved: relearn own flows. */
-	flows_sweep(d->flows, FLOW_OWN, NULL, NULL);
-	flows_resync(d);
+	flows_remap(d);
+	/* Entries the kernel holds under marks that are new to us. */
+	if (resyncing || marks_changed)
+		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS);
 	log_info("configuration reloaded from %s", d->cfg->path);
 	notify_ready();
 	return 0;
@@ -878,7 +1050,7 @@ run(struct uplinkd *d)
 	/* Subscribe before the dump so nothing falls between the two. */
 	if ((d->ct = ct_create(d->loop, d->cfg, on_ct_event, d)) == NULL)
 		fatal("conntrack events (is nf_conntrack_netlink available?)");
-	if (flows_resync(d) == -1)
+	if (flows_resync_now(d) == -1)
 		fatal("conntrack dump");
 	if ((d->health = health_create(d->loop, d->cfg, on_health, d)) == NULL)
 		fatal("health probes");
@@ -931,6 +1103,7 @@ run(struct uplinkd *d)
 	ev_timer_del(d->loop, d->ha_timer);
 	session_destroy(d->session);
 	health_destroy(d->health);
+	resync_abort(d);
 	ct_destroy(d->ct);
 	ctl_destroy(d->ctl);
 	sched_destroy(d->sched);

@@ -33,6 +33,13 @@ struct uplinkd {
 	struct ctl *ctl;
 	struct session *session;	/* NULL without a sync section */
 	struct ev_timer *resync_timer;
+	/* A resync after an event overrun, while its dump runs (main.c). */
+	struct flows *resync_seen;
+	struct ct_dump *resync_dump;
+	bool resync_again;
+	int64_t resync_start_us;
+	uint64_t resync_start_iteration;
+	uint64_t loop_iterations;
 
 	/* The peer's changes on their way into the kernel (hot standby). */
 	struct backlog *backlog;

@@ -1104,7 +1104,7 @@ session_set_config(struct session *s, const struct config *cfg)
 	s->prov_dirty = true;
 	memset(s->prov_health, 0, sizeof(s->prov_health));
 	memset(s->prov_draining, 0, sizeof(s->prov_draining));
-	/* Our own flows were relearned under the new indexes (main.c);
+	/* Our own flows were remapped to the new indexes (main.c);
 	 * the peer's are re-sent so that they are too.  Not connected: the
 	 * next connection resyncs anyway. */
 	session_request_resync(s);

@@ -228,7 +228,7 @@ PY
 ok $? "the hostile clients changed 0 entries in gw2's cache ($(compare))"
 ok $r "the pair is back in sync"
 
-# --- a reload on the standby relearns its kernel from a dump: the kernel's
+# --- a reload on the standby: the kernel's
 # copies of gw1's flows (hot standby) must stay gw1's ---
 p_before=$(peer)
 kill -HUP "$(cat "$LAB_DIR/uplinkd-gw2.pid")"
