@@ -21,7 +21,6 @@
  * health object.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <net/if.h>
 #include <netinet/icmp6.h>
@@ -788,15 +787,11 @@ health_nl_read(int fd, void *data)
 static int
 health_nl_open(struct health *h)
 {
-	int rcvbuf = HEALTH_NL_RCVBUF, fl;
+	int rcvbuf = HEALTH_NL_RCVBUF;
 
-	if ((h->nl = mnl_socket_open(NETLINK_ROUTE)) == NULL)
+	if ((h->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC | SOCK_NONBLOCK)) == NULL)
 		return -1;
 	h->nlfd = mnl_socket_get_fd(h->nl);
-	if ((fl = fcntl(h->nlfd, F_GETFL)) == -1 ||
-	    fcntl(h->nlfd, F_SETFL, fl | O_NONBLOCK) == -1 ||
-	    fcntl(h->nlfd, F_SETFD, FD_CLOEXEC) == -1)
-		return -1;
 	/* Bigger than the default so that a burst of link events (a switch
 	 * reboot) rarely overruns; an overrun is handled by a re-dump. */
 	(void)setsockopt(h->nlfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
