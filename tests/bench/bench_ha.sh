@@ -91,6 +91,8 @@ export UPLINKD_BUILD=${UPLINKD_BUILD:-$top/_build/plain}
 export LAB_PREFIX=${LAB_PREFIX:-uhb}
 # shellcheck source=tests/lab/lab.sh
 . "$top/tests/lab/lab.sh"
+# shellcheck source=tests/bench/conntrackd.sh
+. "$top/tests/bench/conntrackd.sh"
 PARTS=${PARTS:-"inject drills"}
 SIZES=${SIZES:-"10000 100000 1000000"}
 KINDS=${KINDS:-"uplinkd conntrackd"}
@@ -235,59 +237,10 @@ ctd_handshake() {	# both sides heard >= 2 sync messages (the anchor's pitfall 5)
 		--target 2 --timeout 15 >/dev/null || die "conntrackd gw2 heard no HELLO"
 }
 
-# conntrackd_config gwN: FT-FW over UDP on sync0, the tuned buffers of
-# bench_sync.sh (the anchor's), TCP and UDP, the gateways' own addresses
-# ignored; every file in the lab directory.
+# conntrackd_config gwN: TCP and UDP (the drills carry both); the LAN's
+# gateway addresses are ignored too.
 conntrackd_config() {
-	local gw=$1 me them
-	case $gw in
-	gw1) me=10.255.0.1 them=10.255.0.2 ;;
-	gw2) me=10.255.0.2 them=10.255.0.1 ;;
-	esac
-	cat >"$(ctd_conf "$gw")" <<EOF
-Sync {
-	Mode FTFW {
-		ResendQueueSize 4194304
-	}
-	UDP {
-		IPv4_address $me
-		IPv4_Destination_Address $them
-		Port 3780
-		Interface sync0
-		SndSocketBuffer 67108864
-		RcvSocketBuffer 67108864
-		Checksum on
-	}
-}
-General {
-	Systemd off
-	HashSize 262144
-	HashLimit 4194304
-	LogFile $LAB_DIR/ctd-$gw.daemon.log
-	Syslog off
-	LockFile $LAB_DIR/ctd-$gw.lock
-	UNIX {
-		Path $LAB_DIR/ctd-$gw.ctl
-	}
-	NetlinkBufferSize 134217728
-	NetlinkBufferSizeMaxGrowth 536870912
-	NetlinkOverrunResync 1
-	Filter From Userspace {
-		Protocol Accept {
-			TCP
-			UDP
-		}
-		Address Ignore {
-			IPv4_address 127.0.0.1
-			IPv4_address 10.255.0.1
-			IPv4_address 10.255.0.2
-			IPv4_address 10.0.0.1
-			IPv4_address 10.0.0.2
-			IPv4_address 10.0.0.3
-		}
-	}
-}
-EOF
+	ctd_write_config "$(ctd_conf "$1")" "$1" Off "TCP UDP" 10.0.0.1 10.0.0.2 10.0.0.3
 }
 
 # The baseline's notify script, after conntrackd's primary-backup.sh

@@ -89,6 +89,8 @@ export UPLINKD_BUILD=${UPLINKD_BUILD:-$top/_build/plain}
 export LAB_PREFIX=${LAB_PREFIX:-usb}
 # shellcheck source=tests/lab/lab.sh
 . "$top/tests/lab/lab.sh"
+# shellcheck source=tests/bench/conntrackd.sh
+. "$top/tests/bench/conntrackd.sh"
 KINDS=${KINDS:-"uplinkd conntrackd ctdhs"}
 RATE=${RATE:-10000}
 STREAM=${STREAM:-100000}
@@ -208,58 +210,12 @@ wait_idle() {
 	echo "$p"
 }
 
-conntrackd_config() {	# conntrackd_config gwN KIND: FT-FW over UDP on sync0
-	local gw=$1 me them dis=Off
-	case $gw in
-	gw1) me=10.255.0.1 them=10.255.0.2 ;;
-	gw2) me=10.255.0.2 them=10.255.0.1 ;;
-	esac
+# conntrackd_config gwN KIND: conntrackd (external cache) or ctdhs (hot
+# standby), TCP only.
+conntrackd_config() {
+	local dis=Off
 	[ "$2" = ctdhs ] && dis=On
-	# The anchor's tuned configuration: big netlink and socket buffers,
-	# a resend queue that holds a whole burst, resync 1 s after an
-	# overrun, caches sized for 1M+ entries; files in the lab directory
-	# (LockFile is O_EXCL: lab_down removing it avoids stale locks).
-	cat >"$LAB_DIR/$2-$gw.conf" <<EOF
-Sync {
-	Mode FTFW {
-		ResendQueueSize 4194304
-		DisableExternalCache $dis
-	}
-	UDP {
-		IPv4_address $me
-		IPv4_Destination_Address $them
-		Port 3780
-		Interface sync0
-		SndSocketBuffer 67108864
-		RcvSocketBuffer 67108864
-		Checksum on
-	}
-}
-General {
-	Systemd off
-	HashSize 262144
-	HashLimit 4194304
-	LogFile $LAB_DIR/ctd-$gw.daemon.log
-	Syslog off
-	LockFile $LAB_DIR/ctd-$gw.lock
-	UNIX {
-		Path $LAB_DIR/ctd-$gw.ctl
-	}
-	NetlinkBufferSize 134217728
-	NetlinkBufferSizeMaxGrowth 536870912
-	NetlinkOverrunResync 1
-	Filter From Userspace {
-		Protocol Accept {
-			TCP
-		}
-		Address Ignore {
-			IPv4_address 127.0.0.1
-			IPv4_address 10.255.0.1
-			IPv4_address 10.255.0.2
-		}
-	}
-}
-EOF
+	ctd_write_config "$LAB_DIR/$2-$1.conf" "$1" "$dis" TCP
 }
 
 # Daemon control.  A node's role is set as keepalived's notify would.
