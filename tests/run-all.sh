@@ -52,6 +52,15 @@ for v in plain asan; do
 	grep -q '^# ERROR: *[1-9]' "_build/$v/check.log" && fail_step "$v: a test program crashed (see _build/$v/test-suite.log)"
 done
 
+note "make distcheck (the tarball builds and passes its unit tests on its own)"
+if (cd _build/plain && make -j2 distcheck >distcheck.log 2>&1); then
+	echo "ok - make distcheck"
+	passed=$((passed + 1))
+else
+	tail -30 _build/plain/distcheck.log
+	fail_step "make distcheck (see _build/plain/distcheck.log)"
+fi
+
 note "fuzz targets (short run; see tests/fuzz/run.sh for a long one)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_BUILDDIR="$top/_build/plain" tests/fuzz/run.sh >_build/fuzz.log 2>&1
 grep -E '^(ok|not ok)' _build/fuzz.log
