@@ -533,41 +533,6 @@ ct_dump_socket(void)
 	return nl;
 }
 
-long
-ct_dump(struct ct *ct, ct_dump_cb cb, void *data)
-{
-	struct ct_dump_ctx ctx = { ct, cb, data, 0 };
-	struct mnl_socket *nl = ct_dump_socket();
-	unsigned portid;
-	uint32_t seq = (uint32_t)time(NULL);
-	int saved, rc;
-	ssize_t n;
-
-	if (nl == NULL)
-		return -1;
-	portid = mnl_socket_get_portid(nl);
-	for (size_t i = 0; i < ct->cfg->nproviders; i++, seq++) {
-		if (ct_dump_request(ct, nl, ct->cfg->providers[i].mark, seq) == -1)
-			goto fail;
-		do {
-			if ((n = mnl_socket_recvfrom(nl, ct->buf, sizeof(ct->buf))) < 0)
-				goto fail;
-			rc = mnl_cb_run(ct->buf, (size_t)n, seq, portid, ct_dump_one, &ctx);
-		} while (rc > MNL_CB_STOP);
-		if (rc < 0)
-			goto fail;
-	}
-	mnl_socket_close(nl);
-	ct->st.dumps++;
-	ct->st.dumped += (uint64_t)ctx.count;
-	return ctx.count;
-fail:
-	saved = errno;
-	mnl_socket_close(nl);
-	errno = saved;
-	return -1;
-}
-
 struct ct_dump {
 	struct ct *ct;
 	struct mnl_socket *nl;
@@ -576,8 +541,72 @@ struct ct_dump {
 	uint32_t seq;		/* of the request being answered */
 	size_t provider;	/* whose entries are being answered */
 	struct ct_dump_ctx ctx;
-	ct_dump_done_cb done;
+	ct_dump_done_cb done;	/* asynchronous dumps only */
 };
+
+/* The socket, and the first provider's request.  0, or -1 with errno. */
+static int
+ct_dump_open(struct ct_dump *dp, struct ct *ct, ct_dump_cb cb, void *data)
+{
+	int saved;
+
+	dp->ct = ct;
+	dp->ctx = (struct ct_dump_ctx){ ct, cb, data, 0 };
+	dp->seq = (uint32_t)time(NULL);
+	dp->provider = 0;
+	if ((dp->nl = ct_dump_socket()) == NULL)
+		return -1;
+	dp->fd = mnl_socket_get_fd(dp->nl);
+	dp->portid = mnl_socket_get_portid(dp->nl);
+	if (ct_dump_request(ct, dp->nl, ct->cfg->providers[0].mark, dp->seq) == -1) {
+		saved = errno;
+		mnl_socket_close(dp->nl);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+/* One answer (recv flags as given): 1 while more are to come, 0 when the
+ * last provider's is complete, -1 with errno (EAGAIN: none waiting). */
+static int
+ct_dump_read(struct ct_dump *dp, int flags)
+{
+	struct ct *ct = dp->ct;
+	ssize_t n = recv(dp->fd, ct->buf, sizeof(ct->buf), flags);
+	int rc;
+
+	if (n < 0)
+		return -1;
+	rc = mnl_cb_run(ct->buf, (size_t)n, dp->seq, dp->portid, ct_dump_one, &dp->ctx);
+	if (rc < 0)
+		return -1;
+	if (rc != MNL_CB_STOP)
+		return 1;
+	if (++dp->provider == ct->cfg->nproviders) {
+		ct->st.dumps++;
+		ct->st.dumped += (uint64_t)dp->ctx.count;
+		return 0;
+	}
+	return ct_dump_request(ct, dp->nl, ct->cfg->providers[dp->provider].mark,
+	    ++dp->seq) == -1 ? -1 : 1;
+}
+
+long
+ct_dump(struct ct *ct, ct_dump_cb cb, void *data)
+{
+	struct ct_dump dp;
+	int rc, saved;
+
+	if (ct_dump_open(&dp, ct, cb, data) == -1)
+		return -1;
+	while ((rc = ct_dump_read(&dp, 0)) == 1 || (rc == -1 && errno == EINTR))
+		;
+	saved = errno;
+	mnl_socket_close(dp.nl);
+	errno = saved;
+	return rc == 0 ? dp.ctx.count : -1;
+}
 
 static void
 ct_dump_close(struct ct_dump *dp)
@@ -595,10 +624,6 @@ ct_dump_finish(struct ct_dump *dp, long count)
 	void *data = dp->ctx.data;
 	int saved = errno;
 
-	if (count >= 0) {
-		dp->ct->st.dumps++;
-		dp->ct->st.dumped += (uint64_t)count;
-	}
 	ct_dump_close(dp);
 	errno = saved;
 	done(count, data);
@@ -611,34 +636,17 @@ static void
 ct_dump_on_read(int fd, void *data)
 {
 	struct ct_dump *dp = data;
-	struct ct *ct = dp->ct;
 
+	(void)fd;
 	for (int i = 0; i < CT_DUMP_READS; i++) {
-		ssize_t n = recv(fd, ct->buf, sizeof(ct->buf), MSG_DONTWAIT);
-		int rc;
+		int rc = ct_dump_read(dp, MSG_DONTWAIT);
 
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return;
-			ct_dump_finish(dp, -1);
+		if (rc == 1)
+			continue;
+		if (rc == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
-		}
-		rc = mnl_cb_run(ct->buf, (size_t)n, dp->seq, dp->portid, ct_dump_one, &dp->ctx);
-		if (rc < 0) {
-			ct_dump_finish(dp, -1);
-			return;
-		}
-		if (rc == MNL_CB_STOP) {
-			if (++dp->provider == ct->cfg->nproviders) {
-				ct_dump_finish(dp, dp->ctx.count);
-				return;
-			}
-			if (ct_dump_request(ct, dp->nl, ct->cfg->providers[dp->provider].mark,
-			    ++dp->seq) == -1) {
-				ct_dump_finish(dp, -1);
-				return;
-			}
-		}
+		ct_dump_finish(dp, rc == 0 ? dp->ctx.count : -1);
+		return;
 	}
 }
 
@@ -654,18 +662,12 @@ ct_dump_start(struct ct *ct, ct_dump_cb cb, ct_dump_done_cb done, void *data)
 	}
 	if ((dp = calloc(1, sizeof(*dp))) == NULL)
 		return NULL;
-	dp->ct = ct;
-	dp->ctx = (struct ct_dump_ctx){ ct, cb, data, 0 };
 	dp->done = done;
-	dp->seq = (uint32_t)time(NULL);
-	if ((dp->nl = ct_dump_socket()) == NULL) {
+	if (ct_dump_open(dp, ct, cb, data) == -1) {
 		free(dp);
 		return NULL;
 	}
-	dp->fd = mnl_socket_get_fd(dp->nl);
-	dp->portid = mnl_socket_get_portid(dp->nl);
-	if (ct_dump_request(ct, dp->nl, ct->cfg->providers[0].mark, dp->seq) == -1 ||
-	    ev_fd_add(ct->loop, dp->fd, ct_dump_on_read, NULL, dp) == -1) {
+	if (ev_fd_add(ct->loop, dp->fd, ct_dump_on_read, NULL, dp) == -1) {
 		saved = errno;
 		mnl_socket_close(dp->nl);
 		free(dp);
