@@ -53,8 +53,12 @@
 #define SESSION_LAG_WINDOW_MS	60000
 /* Acks wait up to SESSION_ACK_DELAY_MS (or SESSION_ACK_BATCHES batches) so
  * that a steady stream, a Batch every 5 ms, costs the pair one Ack write
- * and one sender wake-up per four Batches instead of one per Batch. */
+ * and one sender wake-up per four Batches instead of one per Batch.  Any
+ * loop iteration after SESSION_ACK_EARLY_MS sends the Ack: in a stream
+ * that is the one that brings the fourth Batch, so the timer, which
+ * would cost a wake-up of its own, is left for a stream that stops. */
 #define SESSION_ACK_DELAY_MS	20
+#define SESSION_ACK_EARLY_MS	15
 #define SESSION_ACK_BATCHES	64
 
 enum pending_op {
@@ -432,6 +436,8 @@ send_ack(struct session *s)
 		a.held_us = (uint64_t)(ev_clock_us() - s->ack_last_us);
 	}
 	if (session_send(s, FRAME_ACK, &a.base) == 0) {
+		ev_timer_del(s->loop, s->ack_timer);
+		s->ack_timer = NULL;
 		s->ack_due = false;
 		s->ack_bulk_epoch = 0;
 		s->ack_batches = 0;
@@ -461,7 +467,7 @@ ack_now(struct session *s)
 	    s->ack_batches >= SESSION_ACK_BATCHES)
 		return true;
 	wait_us = s->ack_first_us + SESSION_ACK_DELAY_MS * 1000 - ev_clock_us();
-	if (wait_us <= 0)
+	if (wait_us <= (SESSION_ACK_DELAY_MS - SESSION_ACK_EARLY_MS) * 1000)
 		return true;
 	if (s->ack_timer == NULL &&
 	    (s->ack_timer = ev_timer_add(s->loop, wait_us / 1000 + 1, on_ack_timer, s)) == NULL)
