@@ -76,6 +76,7 @@ struct chan_conn {
 	bool read_wants_write;	/* SSL_read returned WANT_WRITE */
 	bool write_wants_read;	/* SSL_write returned WANT_READ */
 	bool peer_closed;	/* the peer's end closed or reset it */
+	bool rx_drained;	/* the last read() left the socket empty */
 	enum conn_phase phase;
 	size_t go_seen;
 	struct ev_timer *timer;	/* connect + handshake deadline */
@@ -461,6 +462,23 @@ conn_handshake(struct chan_conn *c)
 	conn_refuse(c, why);
 }
 
+/* Notes whether a read() took less than OpenSSL asked for, which means
+ * it emptied the socket: the read loop then stops without another read()
+ * that would only find EAGAIN, a system call per wake-up in a stream. */
+static long
+conn_bio_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+    int ret, size_t *processed)
+{
+	struct chan_conn *c = (void *)BIO_get_callback_arg(b);
+
+	(void)argp;
+	(void)argi;
+	(void)argl;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN))
+		c->rx_drained = ret <= 0 || processed == NULL || *processed < len;
+	return ret;
+}
+
 static void
 conn_read(struct chan_conn *c)
 {
@@ -522,9 +540,10 @@ conn_read(struct chan_conn *c)
 				return;
 		}
 		/* Level-triggered epoll brings us back for what is left in the
-		 * socket; what OpenSSL already holds (read ahead, or decrypted
-		 * and not yet taken) must be read now. */
-		if (budget >= CHANNEL_READ_BUDGET && !SSL_has_pending(c->ssl))
+		 * socket (or arrives after the read that emptied it); what
+		 * OpenSSL already holds (read ahead, or decrypted and not yet
+		 * taken) must be read now. */
+		if ((c->rx_drained || budget >= CHANNEL_READ_BUDGET) && !SSL_has_pending(c->ssl))
 			return;
 	}
 }
@@ -751,6 +770,8 @@ conn_new(struct channel *ch, int fd, bool inbound, const char *addr)
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	if ((c->ssl = SSL_new(ch->ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1)
 		goto fail;
+	BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
+	BIO_set_callback_ex(SSL_get_rbio(c->ssl), conn_bio_cb);
 	/* The verifier checks the name for both directions: the server's
 	 * verification of the client certificate uses the same parameters. */
 	vp = SSL_get0_param(c->ssl);
