@@ -398,19 +398,28 @@ size_t
 flows_sweep(struct flows *ft, enum flow_origin origin,
     bool (*keep)(const struct flow *f, void *data), void *data)
 {
-	size_t i = 0, n = 0;
-	const struct flow *f;
+	size_t cursor = ft->count;
 
-	while (i < ft->count) {
-		f = &ft->ent[i];
-		if (f->origin != origin || (keep != NULL && keep(f, data))) {
-			i++;
-			continue;
+	return flows_sweep_step(ft, &cursor, SIZE_MAX, origin, keep, data);
+}
+
+size_t
+flows_sweep_step(struct flows *ft, size_t *cursor, size_t budget,
+    enum flow_origin origin, bool (*keep)(const struct flow *f, void *data), void *data)
+{
+	size_t i = *cursor < ft->count ? *cursor : ft->count, n = 0;
+
+	for (; i > 0 && budget > 0; budget--) {
+		const struct flow *f = &ft->ent[--i];
+
+		/* A delete moves the last flow, one looked at already, into
+		 * position i. */
+		if (f->origin == origin && (keep == NULL || !keep(f, data))) {
+			flows_remove(ft, flows_slot_of(ft, i));
+			n++;
 		}
-		/* The last record moves into position i: look at i again. */
-		flows_remove(ft, flows_slot_of(ft, i));
-		n++;
 	}
+	*cursor = i;
 	return n;
 }
 

@@ -111,6 +111,13 @@ const struct flow *flows_at(const struct flows *ft, size_t i);
  * how many were deleted.  keep == NULL deletes them all. */
 size_t flows_sweep(struct flows *ft, enum flow_origin origin,
     bool (*keep)(const struct flow *f, void *data), void *data);
+/* The same over at most `budget` flows, walking down from *cursor (start
+ * it at flows_count(); the walk is complete when it reaches 0).  The table
+ * may change between steps: every flow that stays in it throughout is
+ * looked at; one added meanwhile may not be, one moved by a delete may be
+ * looked at twice. */
+size_t flows_sweep_step(struct flows *ft, size_t *cursor, size_t budget,
+    enum flow_origin origin, bool (*keep)(const struct flow *f, void *data), void *data);
 
 /* Every flow of origin `from` becomes `to` (a takeover adopts the peer's
  * flows; a node that becomes backup hands its own to the peer); cb, when

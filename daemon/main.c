@@ -24,6 +24,7 @@
 #define UPLINKD_DEFAULT_CONFIG SYSCONFDIR "/uplinkd/uplinkd.yaml"
 #define UPLINKD_MAX_FLOWS (4u << 20)
 #define UPLINKD_RESYNC_DELAY_MS 200
+#define UPLINKD_RESYNC_SLICE 16384	/* flows swept or merged per loop iteration */
 #define UPLINKD_HA_TICK_MS 200
 #define UPLINKD_ROLE_REPAIR_MS 1000
 
@@ -248,45 +249,84 @@ resync_begin(struct uplinkd *d)
 {
 	if ((d->resync_seen = flows_create(UPLINKD_MAX_FLOWS)) == NULL)
 		return -1;
+	d->resync_phase = RESYNC_DUMP;
 	d->resync_again = false;
+	d->resync_swept = 0;
 	d->resync_start_us = ev_clock_us();
 	d->resync_start_iteration = d->loop_iterations;
 	return 0;
 }
 
+static void
+resync_drop(struct uplinkd *d)
+{
+	flows_destroy(d->resync_seen);
+	d->resync_seen = NULL;
+}
+
 /* n is the dump's count, or -1 when it failed (errno kept). */
 static int
-resync_end(struct uplinkd *d, long n)
+resync_dumped(struct uplinkd *d, long n)
 {
-	struct flows *seen = d->resync_seen;
 	int saved = errno;
-	size_t swept;
 
-	d->resync_seen = NULL;
 	if (n == -1) {
-		flows_destroy(seen);
+		resync_drop(d);
 		errno = saved;
 		return -1;
 	}
-	swept = flows_sweep(d->flows, FLOW_OWN, resync_keep, seen);
-	flows_foreach(seen, resync_add, d);
-	flows_destroy(seen);
+	d->resync_dumped = n;
+	d->resync_phase = RESYNC_SWEEP;
+	d->resync_cursor = flows_count(d->flows);
+	return 0;
+}
+
+/*
+ * What follows the dump, at most `budget` flows of it: a sweep over the
+ * table, then a merge of the dump's records.  At a million flows the two
+ * take a fifth of a second, too long to hold the queue's packets, so
+ * after an overrun they go a slice per loop iteration, and events keep
+ * being noted in resync_seen until the merge is over.  Returns true when
+ * the resync is complete.
+ */
+static bool
+resync_step(struct uplinkd *d, size_t budget)
+{
+	size_t end;
+
+	if (d->resync_phase == RESYNC_SWEEP) {
+		d->resync_swept += flows_sweep_step(d->flows, &d->resync_cursor, budget,
+		    FLOW_OWN, resync_keep, d->resync_seen);
+		if (d->resync_cursor > 0)
+			return false;
+		d->resync_phase = RESYNC_MERGE;
+		return false;
+	}
+	end = d->resync_cursor + budget < d->resync_cursor ? SIZE_MAX : d->resync_cursor + budget;
+	for (; d->resync_cursor < flows_count(d->resync_seen) && d->resync_cursor < end;
+	    d->resync_cursor++)
+		resync_add(flows_at(d->resync_seen, d->resync_cursor), d);
+	if (d->resync_cursor < flows_count(d->resync_seen))
+		return false;
+	resync_drop(d);
 	d->resyncs++;
 	session_resync(d->session);
 	log_info("flow table resynced from conntrack: %ld flows, %zu stale removed, "
-	    "in %.1f ms over %llu loop iterations", n, swept,
+	    "in %.1f ms over %llu loop iterations", d->resync_dumped, d->resync_swept,
 	    (double)(ev_clock_us() - d->resync_start_us) / 1000,
 	    (unsigned long long)(d->loop_iterations - d->resync_start_iteration));
-	return 0;
+	return true;
 }
 
 /* At start, with nothing else to serve yet. */
 static int
 flows_resync_now(struct uplinkd *d)
 {
-	if (resync_begin(d) == -1)
+	if (resync_begin(d) == -1 || resync_dumped(d, ct_dump(d->ct, resync_dump_one, d)) == -1)
 		return -1;
-	return resync_end(d, ct_dump(d->ct, resync_dump_one, d));
+	while (!resync_step(d, SIZE_MAX))
+		;
+	return 0;
 }
 
 static int64_t on_resync_timer(void *data);
@@ -305,16 +345,28 @@ static void
 on_resync_dumped(long n, void *data)
 {
 	struct uplinkd *d = data;
-	bool again = d->resync_again;
 
 	d->resync_dump = NULL;
-	if (resync_end(d, n) == -1) {
+	if (resync_dumped(d, n) == -1) {
 		log_warn("conntrack dump for the resync");
-		again = true;
-	} else if (again)
-		log_warnx("conntrack events lost during the resync; resyncing again");
-	if (again)
 		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS * 5);
+	}
+}
+
+/* The before-sleep hook's share: a slice of the sweep or the merge. */
+static void
+resync_slice(struct uplinkd *d)
+{
+	if (d->resync_seen == NULL || d->resync_phase == RESYNC_DUMP)
+		return;
+	if (!resync_step(d, UPLINKD_RESYNC_SLICE)) {
+		ev_no_sleep(d->loop);
+		return;
+	}
+	if (d->resync_again) {
+		log_warnx("conntrack events lost during the resync; resyncing again");
+		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS * 5);
+	}
 }
 
 static int64_t
@@ -330,8 +382,7 @@ on_resync_timer(void *data)
 		goto retry;
 	if ((d->resync_dump = ct_dump_start(d->ct, resync_dump_one, on_resync_dumped, d)) == NULL) {
 		log_warn("starting the resync's conntrack dump");
-		flows_destroy(d->resync_seen);
-		d->resync_seen = NULL;
+		resync_drop(d);
 		goto retry;
 	}
 	d->resync_timer = NULL;
@@ -350,8 +401,7 @@ resync_abort(struct uplinkd *d)
 		return false;
 	ct_dump_cancel(d->resync_dump);
 	d->resync_dump = NULL;
-	flows_destroy(d->resync_seen);
-	d->resync_seen = NULL;
+	resync_drop(d);
 	return true;
 }
 
@@ -528,6 +578,7 @@ on_before_sleep(void *data)
 	struct uplinkd *d = data;
 
 	d->loop_iterations++;
+	resync_slice(d);
 	backlog_drain(d);
 	if (d->verify != NULL) {
 		size_t end = d->verify_pos + UPLINKD_VERIFY_SLICE;

@@ -22,6 +22,12 @@
 #include "sched.h"
 #include "session.h"
 
+enum resync_phase {
+	RESYNC_DUMP,		/* the dump is read a few messages per wake-up */
+	RESYNC_SWEEP,		/* own flows the dump did not show go */
+	RESYNC_MERGE,		/* the dump's flows are learned */
+};
+
 struct uplinkd {
 	struct ev_loop *loop;
 	struct config *cfg;
@@ -33,9 +39,14 @@ struct uplinkd {
 	struct ctl *ctl;
 	struct session *session;	/* NULL without a sync section */
 	struct ev_timer *resync_timer;
-	/* A resync after an event overrun, while its dump runs (main.c). */
+	/* A resync after an event overrun, from its dump to its merge
+	 * (main.c); resync_seen is NULL when none runs. */
 	struct flows *resync_seen;
 	struct ct_dump *resync_dump;
+	enum resync_phase resync_phase;
+	size_t resync_cursor;
+	long resync_dumped;
+	size_t resync_swept;
 	bool resync_again;
 	int64_t resync_start_us;
 	uint64_t resync_start_iteration;

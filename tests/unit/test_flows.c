@@ -195,6 +195,62 @@ test_growth(void)
 	flows_destroy(ft);
 }
 
+/*
+ * A sweep in steps while the table changes between them, the way the
+ * resync after an overrun runs: flows 0..N-1 are own, keep() keeps the
+ * multiples of 3.  Between steps flows are deleted (those kept and those
+ * not, which moves the last flow into the holes) and new flows N.. are
+ * added (also kept: created % 3 == 0).  At the end every flow that stayed
+ * throughout is where keep() says it should be.
+ */
+static void
+test_sweep_steps(void)
+{
+	enum { N = 30000, STEP = 1000 };
+	struct flows *ft = flows_create(0);
+	static bool deleted[N];
+	size_t cursor, steps = 0, swept = 0, wrong = 0, added = 0;
+	struct flow f;
+	uint32_t next_del = 5;
+
+	for (uint32_t i = 0; i < N; i++) {
+		f = mkflow(i, 0, FLOW_OWN);
+		flows_upsert(ft, &f);
+	}
+	cursor = flows_count(ft);
+	while (cursor > 0 && steps < 10 * N) {
+		swept += flows_sweep_step(ft, &cursor, STEP, FLOW_OWN, keep_mod, &(unsigned){ 3 });
+		steps++;
+		/* Changes between steps: two deletes and a (kept) add. */
+		for (int k = 0; k < 2 && next_del < N; k++, next_del += 7) {
+			f = mkflow(next_del, 0, FLOW_OWN);
+			if (flows_delete(ft, &f.key, NULL) == 0)
+				deleted[next_del] = true;
+		}
+		f = mkflow((uint32_t)(N + 3 * added++), 0, FLOW_OWN);
+		f.created = 0;
+		flows_upsert(ft, &f);
+	}
+	for (uint32_t i = 0; i < N; i++) {
+		bool want = !deleted[i] && i % 3 == 0;
+
+		f = mkflow(i, 0, FLOW_OWN);
+		if ((flows_lookup(ft, &f.key) != NULL) != want)
+			wrong++;
+	}
+	for (size_t a = 0; a < added; a++) {
+		f = mkflow((uint32_t)(N + 3 * a), 0, FLOW_OWN);
+		if (flows_lookup(ft, &f.key) == NULL)
+			wrong++;
+	}
+	tap_ok(cursor == 0 && steps >= N / STEP, "stepwise sweep completes (%zu steps)", steps);
+	tap_ok(wrong == 0, "stepwise sweep with deletes and adds between steps: "
+	    "%zu flows wrong, %zu swept", wrong, swept);
+	tap_ok(flows_count(ft) == flows_count_origin(ft, FLOW_OWN),
+	    "origin count agrees with the table (%zu)", flows_count(ft));
+	flows_destroy(ft);
+}
+
 static void
 test_full(void)
 {
@@ -290,6 +346,7 @@ main(void)
 {
 	test_basic();
 	test_growth();
+	test_sweep_steps();
 	test_full();
 	test_random();
 	return tap_done();
