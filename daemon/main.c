@@ -27,6 +27,7 @@
 #define UPLINKD_RESYNC_SLICE 16384	/* flows swept or merged per loop iteration */
 #define UPLINKD_HA_TICK_MS 200
 #define UPLINKD_ROLE_REPAIR_MS 1000
+#define UPLINKD_LEAK_CHECK_MS 10000
 
 static void
 usage(FILE *out)
@@ -783,6 +784,31 @@ role_repair(struct uplinkd *d)
 	d->role_mismatch_ms = 0;
 }
 
+/* Every drop of the leak guard is a packet that missed its provider's
+ * mark or NAT: traffic is failing, and the operator should hear of it. */
+static int64_t
+on_leak_timer(void *data)
+{
+	struct uplinkd *d = data;
+	uint64_t n;
+
+	if (rules_leak_guard_dropped(&n) == -1) {
+		if (!d->leak_unreadable)
+			log_warn("reading the leak guard's counter (nft table %s)", RULES_NFT_TABLE);
+		d->leak_unreadable = true;
+		return UPLINKD_LEAK_CHECK_MS;
+	}
+	d->leak_unreadable = false;
+	if (n < d->leak_seen)	/* the rules were installed again */
+		d->leak_seen = 0;
+	if (n > d->leak_seen)
+		log_warnx("the leak guard dropped %llu packets from LAN addresses on their way "
+		    "to a provider in the last %d s: they had no provider mark or no NAT",
+		    (unsigned long long)(n - d->leak_seen), UPLINKD_LEAK_CHECK_MS / 1000);
+	d->leak_seen = n;
+	return UPLINKD_LEAK_CHECK_MS;
+}
+
 static int64_t
 on_ha_timer(void *data)
 {
@@ -1116,6 +1142,7 @@ run(struct uplinkd *d)
 	if (!d->cfg->has_sync)
 		ha_set_role(d->ha, HA_MASTER, "no sync peer configured", d->start_ms);
 	if ((d->ha_timer = ev_timer_add(d->loop, UPLINKD_HA_TICK_MS, on_ha_timer, d)) == NULL ||
+	    (d->leak_timer = ev_timer_add(d->loop, UPLINKD_LEAK_CHECK_MS, on_leak_timer, d)) == NULL ||
 	    ev_hook_add(d->loop, on_before_sleep, d) == -1)
 		fatal("timers");
 	if (rules_install(d->cfg, NULL, err, sizeof(err)) == -1)
@@ -1152,6 +1179,7 @@ run(struct uplinkd *d)
 	addrs_destroy(d->addrs);
 	free(d->verify);
 	ev_timer_del(d->loop, d->ha_timer);
+	ev_timer_del(d->loop, d->leak_timer);
 	session_destroy(d->session);
 	health_destroy(d->health);
 	resync_abort(d);

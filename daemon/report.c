@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "rules.h"
 #include "uplinkd.h"
 
 #define REPORT_FLOWS_DEFAULT_LIMIT 100
@@ -309,6 +310,7 @@ report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_
 	struct uplinkd *d = data;
 	struct queue_stats qs;
 	struct ct_stats cs;
+	uint64_t leaked;
 	char *text = NULL;
 	size_t len;
 	FILE *f;
@@ -334,6 +336,11 @@ report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_
 	fprintf(f, "# HELP uplinkd_safety_net_total Mid-stream packets of known flows whose conntrack entry was rewritten (the packet dropped).\n"
 	    "# TYPE uplinkd_safety_net_total counter\n"
 	    "uplinkd_safety_net_total %llu\n", (unsigned long long)d->safety_net);
+	if (rules_leak_guard_dropped(&leaked) == 0)
+		fprintf(f, "# HELP uplinkd_leak_guard_dropped_total Packets from LAN addresses the leak guard "
+		    "dropped on their way to a provider untranslated, since the rules were installed.\n"
+		    "# TYPE uplinkd_leak_guard_dropped_total counter\n"
+		    "uplinkd_leak_guard_dropped_total %llu\n", (unsigned long long)leaked);
 	fprintf(f, "# HELP uplinkd_provider_up Provider usable (1) or not (0).\n"
 	    "# TYPE uplinkd_provider_up gauge\n");
 	for (size_t i = 0; i < d->cfg->nproviders; i++)

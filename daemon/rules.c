@@ -10,6 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <endian.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <libmnl/libmnl.h>
+
 #include "log.h"
 #include "rules.h"
 
@@ -236,6 +243,8 @@ rules_render_nft(const struct config *cfg)
 	 * exist yet; the whole file is one transaction. */
 	fprintf(f, "table ip %s\ndelete table ip %s\ntable ip %s {\n", RULES_NFT_TABLE,
 	    RULES_NFT_TABLE, RULES_NFT_TABLE);
+	/* A named counter, so that the daemon reads it by name. */
+	fprintf(f, "\tcounter %s { }\n", RULES_NFT_LEAK_COUNTER);
 	fprintf(f, "\tchain leakguard {\n\t\ttype filter hook postrouting priority 200; policy accept;\n");
 	/* The source test first: nearly every packet here is translated or
 	 * headed for the LAN and fails it with one compare, before the
@@ -250,7 +259,8 @@ rules_render_nft(const struct config *cfg)
 	fprintf(f, " } oifname {");
 	for (size_t i = 0; i < cfg->nproviders; i++)
 		fprintf(f, "%s \"%s\"", i ? "," : "", cfg->providers[i].interface);
-	fprintf(f, " } counter drop comment \"untranslated LAN source towards a provider\"\n");
+	fprintf(f, " } counter name \"%s\" drop comment \"untranslated LAN source towards a provider\"\n",
+	    RULES_NFT_LEAK_COUNTER);
 	fprintf(f, "\t}\n}\n");
 	if (fclose(f) != 0) {
 		free(text);
@@ -640,4 +650,70 @@ out:
 	free(nft);
 	free(routes);
 	return rc;
+}
+
+/* Fills *packets from the NEWOBJ answer. */
+static int
+rules_counter_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct nlattr *a, *n;
+	uint64_t *packets = data;
+
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+		if (mnl_attr_get_type(a) != NFTA_OBJ_DATA)
+			continue;
+		mnl_attr_for_each_nested(n, a)
+			if (mnl_attr_get_type(n) == NFTA_COUNTER_PACKETS &&
+			    mnl_attr_validate(n, MNL_TYPE_U64) == 0) {
+				*packets = be64toh(mnl_attr_get_u64(n));
+				return MNL_CB_OK;
+			}
+	}
+	errno = EPROTO;
+	return MNL_CB_ERROR;
+}
+
+int
+rules_leak_guard_dropped(uint64_t *packets)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct mnl_socket *nl;
+	struct nlmsghdr *nlh;
+	struct nfgenmsg *nfg;
+	uint32_t seq = 1, portid;
+	ssize_t n;
+	int ret = -1, saved;
+
+	if ((nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC)) == NULL)
+		return -1;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		goto out;
+	portid = mnl_socket_get_portid(nl);
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	nlh->nlmsg_seq = seq;
+	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+	nfg->nfgen_family = NFPROTO_IPV4;
+	nfg->version = NFNETLINK_V0;
+	mnl_attr_put_strz(nlh, NFTA_OBJ_TABLE, RULES_NFT_TABLE);
+	mnl_attr_put_strz(nlh, NFTA_OBJ_NAME, RULES_NFT_LEAK_COUNTER);
+	mnl_attr_put_u32(nlh, NFTA_OBJ_TYPE, htonl(NFT_OBJECT_COUNTER));
+	/* The kernel answers within sendto(): the object, or an error. */
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0 ||
+	    (n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) < 0)
+		goto out;
+	*packets = UINT64_MAX;
+	if (mnl_cb_run(buf, (size_t)n, seq, portid, rules_counter_cb, packets) == MNL_CB_ERROR)
+		goto out;
+	if (*packets == UINT64_MAX) {
+		errno = EPROTO;
+		goto out;
+	}
+	ret = 0;
+out:
+	saved = errno;
+	mnl_socket_close(nl);
+	errno = saved;
+	return ret;
 }

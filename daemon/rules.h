@@ -33,6 +33,7 @@
 #define RULES_CHAIN_FALLBACK "UPLINKD-FALLBACK"
 #define RULES_CHAIN_POST "UPLINKD-POST"
 #define RULES_NFT_TABLE "uplinkd"
+#define RULES_NFT_LEAK_COUNTER "leaked"	/* the leak guard's drops */
 #define RULES_PREF_BASE 10000	/* ip rule priority of provider 0 */
 /* Most HMARK buckets the fallback uses; weights are scaled down to fit. */
 #define RULES_MAX_BUCKETS 64
@@ -67,6 +68,9 @@ void rules_remove_stale(const struct config *old, const struct config *cur);
 /* Removes everything uplinkd installs; best effort, -1 if anything failed
  * that existed. */
 int rules_remove(const struct config *cfg, char *err, size_t errlen);
+/* Packets the leak guard dropped since its table was installed; -1 with
+ * errno (ENOENT: the table is not there) when it cannot be read. */
+int rules_leak_guard_dropped(uint64_t *packets);
 
 /*
  * Fallback buckets: providers' weights reduced (gcd, then scaled so the sum

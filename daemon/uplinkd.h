@@ -56,6 +56,9 @@ struct uplinkd {
 	struct backlog *backlog;
 	struct ha *ha;
 	struct ev_timer *ha_timer;
+	struct ev_timer *leak_timer;
+	uint64_t leak_seen;		/* the leak guard's count at the last check */
+	bool leak_unreadable;		/* said so once */
 	struct addrs *addrs;		/* where the provider SNAT addresses are */
 	/* The takeover's check of the adopted flows against the kernel,
 	 * a slice per loop iteration. */

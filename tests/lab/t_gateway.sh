@@ -253,7 +253,10 @@ ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "nothing left towards a prov
 # Untracked packets skip NAT; marked, they are routed out provider A with
 # the client's own address, the case the guard is there for.
 guard_count() {
-	lab_exec gw1 nft list chain ip uplinkd leakguard | sed -n 's/.* counter packets \([0-9]*\) .*/\1/p'
+	lab_uplinkctl gw1 metrics | sed -n 's/^uplinkd_leak_guard_dropped_total //p'
+}
+guard_count_nft() {
+	lab_exec gw1 nft list counter ip uplinkd leaked | sed -n 's/.*packets \([0-9]*\) .*/\1/p'
 }
 raw_rules() {
 	lab_exec gw1 iptables -w -t raw "$1" PREROUTING -i lan0 -p udp --dport 5999 -j NOTRACK &&
@@ -267,7 +270,12 @@ for ((i = 0; i < 5; i++)); do
 done
 lab_wait_for "[ \$(guard_count) -ge $((${g0:-0} + 5)) ]" 10
 ok $? "the leak guard dropped 5 untranslated datagrams towards provider A ($g0 -> $(guard_count))"
+ok "$([ "$(guard_count)" = "$(guard_count_nft)" ] && echo 0 || echo 1)" \
+	"uplinkctl metrics shows the guard's own counter ($(guard_count_nft) in nft)"
 raw_rules -D
+# The daemon reads the counter every 10 s and says what it dropped.
+lab_wait_for "grep -q 'the leak guard dropped [0-9]* packets' '$LAB_DIR/uplinkd-gw1.log'" 25
+ok $? "the daemon logged the drops: $(grep -o 'the leak guard dropped [0-9]* packets' "$LAB_DIR/uplinkd-gw1.log" | tail -1)"
 leaks=$(lab_leaks)
 ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "none of them reached the provider ($leaks leaked)"
 

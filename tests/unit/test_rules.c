@@ -107,7 +107,8 @@ main(void)
 	nft = rules_render_nft(cfg);
 	tap_ok(nft && strstr(nft, "hook postrouting priority 200") != NULL,
 	    "leak guard runs after NAT");
-	tap_ok(nft && strstr(nft, "ip saddr { 10.0.0.0/24 } oifname { \"wan0\", \"wan1\" } counter drop")
+	tap_ok(nft && strstr(nft, "ip saddr { 10.0.0.0/24 } oifname { \"wan0\", \"wan1\" } "
+	    "counter name \"leaked\" drop") != NULL && strstr(nft, "\tcounter leaked { }\n")
 	    != NULL, "leak guard drops internal sources towards providers");
 	tap_ok(nft && strncmp(nft, "table ip uplinkd\ndelete table ip uplinkd\n", 40) == 0,
 	    "nft table replaced in one transaction");
