@@ -293,20 +293,16 @@ resync_dumped(struct uplinkd *d, long n)
 static bool
 resync_step(struct uplinkd *d, size_t budget)
 {
-	size_t end;
-
 	if (d->resync_phase == RESYNC_SWEEP) {
 		d->resync_swept += flows_sweep_step(d->flows, &d->resync_cursor, budget,
 		    FLOW_OWN, resync_keep, d->resync_seen);
-		if (d->resync_cursor > 0)
-			return false;
-		d->resync_phase = RESYNC_MERGE;
+		if (d->resync_cursor == 0)
+			d->resync_phase = RESYNC_MERGE;
 		return false;
 	}
-	end = d->resync_cursor + budget < d->resync_cursor ? SIZE_MAX : d->resync_cursor + budget;
-	for (; d->resync_cursor < flows_count(d->resync_seen) && d->resync_cursor < end;
-	    d->resync_cursor++)
-		resync_add(flows_at(d->resync_seen, d->resync_cursor), d);
+	/* Upwards: events only add to resync_seen, they never move a record. */
+	for (; budget > 0 && d->resync_cursor < flows_count(d->resync_seen); budget--)
+		resync_add(flows_at(d->resync_seen, d->resync_cursor++), d);
 	if (d->resync_cursor < flows_count(d->resync_seen))
 		return false;
 	resync_drop(d);
