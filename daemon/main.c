@@ -27,7 +27,7 @@
 #define UPLINKD_RESYNC_SLICE 16384	/* flows swept or merged per loop iteration */
 #define UPLINKD_HA_TICK_MS 200
 #define UPLINKD_ROLE_REPAIR_MS 1000
-#define UPLINKD_LEAK_CHECK_MS 10000
+#define UPLINKD_WATCH_MS 10000	/* the installed rules and the leak guard */
 
 static void
 usage(FILE *out)
@@ -780,19 +780,60 @@ role_repair(struct uplinkd *d)
 	d->role_mismatch_ms = 0;
 }
 
+/*
+ * Rules that are gone take the provider choice, the NAT and the leak
+ * guard with them: a firewall reload or a flush by another tool removes
+ * them without a word, so the watch puts them back and says so.
+ */
+static void
+usable_now(const struct uplinkd *d, bool usable[CFG_MAX_PROVIDERS])
+{
+	for (size_t i = 0; i < d->cfg->nproviders; i++)
+		usable[i] = provider_usable(d, i);
+}
+
+static void
+watch_rules(struct uplinkd *d)
+{
+	bool usable[CFG_MAX_PROVIDERS];
+	char what[256], err[512];
+	int r;
+
+	if (!d->rules_watched)
+		return;
+	usable_now(d, usable);
+	if ((r = rules_check(d->cfg, usable, what, sizeof(what))) == 0)
+		return;
+	if (r == -1) {
+		log_warn("checking the installed rules");
+		return;
+	}
+	log_warnx("the rules uplinkd installed were changed by something else (%s); "
+	    "installing them again", what);
+	d->rules_repairs++;
+	if (rules_install(d->cfg, usable, err, sizeof(err)) == -1) {
+		log_warnx("installing the rules again: %s", err);
+		return;
+	}
+	if (rules_check(d->cfg, usable, what, sizeof(what)) != 0) {
+		log_warnx("the rules still differ after installing them again (%s); "
+		    "no longer watching them", what);
+		d->rules_watched = false;
+	}
+}
+
 /* Every drop of the leak guard is a packet that missed its provider's
  * mark or NAT: traffic is failing, and the operator should hear of it. */
-static int64_t
-on_leak_timer(void *data)
+static void
+watch_leaks(struct uplinkd *d)
 {
-	struct uplinkd *d = data;
 	uint64_t n;
 
 	if (rules_leak_guard_dropped(&n) == -1) {
 		if (!d->leak_unreadable)
 			log_warn("reading the leak guard's counter (nft table %s)", RULES_NFT_TABLE);
 		d->leak_unreadable = true;
-		return UPLINKD_LEAK_CHECK_MS;
+		return;
 	}
 	d->leak_unreadable = false;
 	if (n < d->leak_seen)	/* the rules were installed again */
@@ -800,9 +841,34 @@ on_leak_timer(void *data)
 	if (n > d->leak_seen)
 		log_warnx("the leak guard dropped %llu packets from LAN addresses on their way "
 		    "to a provider in the last %d s: they had no provider mark or no NAT",
-		    (unsigned long long)(n - d->leak_seen), UPLINKD_LEAK_CHECK_MS / 1000);
+		    (unsigned long long)(n - d->leak_seen), UPLINKD_WATCH_MS / 1000);
 	d->leak_seen = n;
-	return UPLINKD_LEAK_CHECK_MS;
+}
+
+/* The watch trusts a check only where it saw the rules just installed. */
+static void
+watch_start(struct uplinkd *d)
+{
+	bool usable[CFG_MAX_PROVIDERS];
+	char what[256];
+	int r;
+
+	usable_now(d, usable);
+	d->rules_watched = (r = rules_check(d->cfg, usable, what, sizeof(what))) == 0;
+	if (!d->rules_watched)
+		log_warnx("the installed rules cannot be read back over nfnetlink (%s; "
+		    "iptables-legacy?): changes made to them by other tools will not be "
+		    "repaired", r == -1 ? strerror(errno) : what);
+}
+
+static int64_t
+on_watch_timer(void *data)
+{
+	struct uplinkd *d = data;
+
+	watch_rules(d);
+	watch_leaks(d);
+	return UPLINKD_WATCH_MS;
 }
 
 static int64_t
@@ -1138,12 +1204,13 @@ run(struct uplinkd *d)
 	if (!d->cfg->has_sync)
 		ha_set_role(d->ha, HA_MASTER, "no sync peer configured", d->start_ms);
 	if ((d->ha_timer = ev_timer_add(d->loop, UPLINKD_HA_TICK_MS, on_ha_timer, d)) == NULL ||
-	    (d->leak_timer = ev_timer_add(d->loop, UPLINKD_LEAK_CHECK_MS, on_leak_timer, d)) == NULL ||
+	    (d->watch_timer = ev_timer_add(d->loop, UPLINKD_WATCH_MS, on_watch_timer, d)) == NULL ||
 	    ev_hook_add(d->loop, on_before_sleep, d) == -1)
 		fatal("timers");
 	if (rules_install(d->cfg, NULL, err, sizeof(err)) == -1)
 		fatalx("installing rules: %s", err);
 	apply_usability(d);
+	watch_start(d);
 	if ((d->queue = queue_create(d->loop, d->cfg->queue.first, d->cfg->queue.count,
 	    on_packet, d)) == NULL) {
 		rules_remove(d->cfg, err, sizeof(err));
@@ -1175,7 +1242,7 @@ run(struct uplinkd *d)
 	addrs_destroy(d->addrs);
 	free(d->verify);
 	ev_timer_del(d->loop, d->ha_timer);
-	ev_timer_del(d->loop, d->leak_timer);
+	ev_timer_del(d->loop, d->watch_timer);
 	session_destroy(d->session);
 	health_destroy(d->health);
 	resync_abort(d);

@@ -341,6 +341,10 @@ report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_
 		    "dropped on their way to a provider untranslated, since the rules were installed.\n"
 		    "# TYPE uplinkd_leak_guard_dropped_total counter\n"
 		    "uplinkd_leak_guard_dropped_total %llu\n", (unsigned long long)leaked);
+	fprintf(f, "# HELP uplinkd_rules_repairs_total Times the installed rules were found changed by "
+	    "another tool and installed again.\n"
+	    "# TYPE uplinkd_rules_repairs_total counter\n"
+	    "uplinkd_rules_repairs_total %llu\n", (unsigned long long)d->rules_repairs);
 	fprintf(f, "# HELP uplinkd_provider_up Provider usable (1) or not (0).\n"
 	    "# TYPE uplinkd_provider_up gauge\n");
 	for (size_t i = 0; i < d->cfg->nproviders; i++)

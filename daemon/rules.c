@@ -673,29 +673,51 @@ rules_counter_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_ERROR;
 }
 
+static struct mnl_socket *
+rules_nft_open(void)
+{
+	struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	int saved;
+
+	if (nl != NULL && mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		saved = errno;
+		mnl_socket_close(nl);
+		errno = saved;
+		return NULL;
+	}
+	return nl;
+}
+
+/* An nf_tables request for the ip family. */
+static struct nlmsghdr *
+rules_nft_request(char *buf, uint16_t type, uint16_t flags, uint32_t seq)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct nfgenmsg *nfg;
+
+	nlh->nlmsg_type = (uint16_t)((NFNL_SUBSYS_NFTABLES << 8) | type);
+	nlh->nlmsg_flags = (uint16_t)(NLM_F_REQUEST | flags);
+	nlh->nlmsg_seq = seq;
+	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+	nfg->nfgen_family = NFPROTO_IPV4;
+	nfg->version = NFNETLINK_V0;
+	return nlh;
+}
+
 int
 rules_leak_guard_dropped(uint64_t *packets)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct mnl_socket *nl;
 	struct nlmsghdr *nlh;
-	struct nfgenmsg *nfg;
 	uint32_t seq = 1, portid;
 	ssize_t n;
 	int ret = -1, saved;
 
-	if ((nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC)) == NULL)
+	if ((nl = rules_nft_open()) == NULL)
 		return -1;
-	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
-		goto out;
 	portid = mnl_socket_get_portid(nl);
-	nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ;
-	nlh->nlmsg_flags = NLM_F_REQUEST;
-	nlh->nlmsg_seq = seq;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = NFPROTO_IPV4;
-	nfg->version = NFNETLINK_V0;
+	nlh = rules_nft_request(buf, NFT_MSG_GETOBJ, 0, seq);
 	mnl_attr_put_strz(nlh, NFTA_OBJ_TABLE, RULES_NFT_TABLE);
 	mnl_attr_put_strz(nlh, NFTA_OBJ_NAME, RULES_NFT_LEAK_COUNTER);
 	mnl_attr_put_u32(nlh, NFTA_OBJ_TYPE, htonl(NFT_OBJECT_COUNTER));
@@ -714,6 +736,151 @@ rules_leak_guard_dropped(uint64_t *packets)
 out:
 	saved = errno;
 	mnl_socket_close(nl);
+	errno = saved;
+	return ret;
+}
+
+/* One chain's rules as rules_check() sees them. */
+struct rules_seen {
+	const char *jump_to;	/* a jump to look for, or NULL */
+	bool jump_found;
+	unsigned rules;
+};
+
+/* Whether an expression list holds a jump to chain. */
+static bool
+rules_expr_jumps(const struct nlattr *list, const char *chain)
+{
+	const struct nlattr *e, *a, *d, *v, *x;
+
+	mnl_attr_for_each_nested(e, list) {
+		const struct nlattr *name = NULL, *data = NULL;
+
+		mnl_attr_for_each_nested(a, e) {
+			if (mnl_attr_get_type(a) == NFTA_EXPR_NAME)
+				name = a;
+			else if (mnl_attr_get_type(a) == NFTA_EXPR_DATA)
+				data = a;
+		}
+		if (name == NULL || data == NULL || mnl_attr_validate(name, MNL_TYPE_NUL_STRING) < 0 ||
+		    strcmp(mnl_attr_get_str(name), "immediate") != 0)
+			continue;
+		mnl_attr_for_each_nested(d, data) {
+			if (mnl_attr_get_type(d) != NFTA_IMMEDIATE_DATA)
+				continue;
+			mnl_attr_for_each_nested(v, d) {
+				if (mnl_attr_get_type(v) != NFTA_DATA_VERDICT)
+					continue;
+				mnl_attr_for_each_nested(x, v)
+					if (mnl_attr_get_type(x) == NFTA_VERDICT_CHAIN &&
+					    mnl_attr_validate(x, MNL_TYPE_NUL_STRING) == 0 &&
+					    strcmp(mnl_attr_get_str(x), chain) == 0)
+						return true;
+			}
+		}
+	}
+	return false;
+}
+
+static int
+rules_rule_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct rules_seen *seen = data;
+	const struct nlattr *a;
+
+	seen->rules++;
+	if (seen->jump_to == NULL || seen->jump_found)
+		return MNL_CB_OK;
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+		if (mnl_attr_get_type(a) == NFTA_RULE_EXPRESSIONS &&
+		    rules_expr_jumps(a, seen->jump_to))
+			seen->jump_found = true;
+	return MNL_CB_OK;
+}
+
+/* Dumps the rules of one chain (none when the chain or table is not
+ * there). */
+static int
+rules_dump_chain(struct mnl_socket *nl, uint32_t seq, const char *table, const char *chain,
+    struct rules_seen *seen)
+{
+	char buf[32768];	/* a dump message batch is at most 32 KiB */
+	struct nlmsghdr *nlh = rules_nft_request(buf, NFT_MSG_GETRULE, NLM_F_DUMP, seq);
+	ssize_t n;
+	int r;
+
+	mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table);
+	mnl_attr_put_strz(nlh, NFTA_RULE_CHAIN, chain);
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -1;
+	while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0) {
+		r = mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(nl), rules_rule_cb, seen);
+		if (r == MNL_CB_STOP)
+			return 0;
+		if (r == MNL_CB_ERROR)
+			return errno == ENOENT ? 0 : -1;
+	}
+	return -1;
+}
+
+int
+rules_check(const struct config *cfg, const bool *usable, char *what, size_t len)
+{
+	static const struct {
+		const char *table, *chain, *builtin;
+	} ours[] = {
+		{ "mangle", RULES_CHAIN_PRE, "PREROUTING" },
+		{ "nat", RULES_CHAIN_NATPRE, "PREROUTING" },
+		{ "nat", RULES_CHAIN_FALLBACK, NULL },
+		{ "nat", RULES_CHAIN_POST, "POSTROUTING" },
+		{ RULES_NFT_TABLE, "leakguard", NULL },
+	};
+	unsigned want[sizeof(ours) / sizeof(ours[0])] = { 0 };
+	char *ipt = rules_render_iptables(cfg, usable), *nft = rules_render_nft(cfg);
+	struct mnl_socket *nl = NULL;
+	int ret = -1, saved;
+	uint32_t seq = 1;
+
+	if (ipt == NULL || nft == NULL || (nl = rules_nft_open()) == NULL)
+		goto out;
+	/* As many rules in each chain as the text that installed them has. */
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		char prefix[64];
+		const char *text = strcmp(ours[i].table, RULES_NFT_TABLE) == 0 ? nft : ipt;
+
+		if (text == nft) {
+			want[i] = 1;	/* the guard's one rule */
+			continue;
+		}
+		snprintf(prefix, sizeof(prefix), "-A %s ", ours[i].chain);
+		for (const char *p = text; (p = strstr(p, prefix)) != NULL; p++)
+			if (p == text || p[-1] == '\n')
+				want[i]++;
+	}
+	*what = '\0';
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		struct rules_seen chain = { NULL, false, 0 }, builtin = { ours[i].chain, false, 0 };
+
+		if (rules_dump_chain(nl, seq++, ours[i].table, ours[i].chain, &chain) == -1 ||
+		    (ours[i].builtin != NULL &&
+		    rules_dump_chain(nl, seq++, ours[i].table, ours[i].builtin, &builtin) == -1))
+			goto out;
+		if (chain.rules != want[i])
+			snprintf(what, len, "table %s chain %s holds %u rules instead of %u",
+			    ours[i].table, ours[i].chain, chain.rules, want[i]);
+		else if (ours[i].builtin != NULL && !builtin.jump_found)
+			snprintf(what, len, "table %s chain %s does not jump to %s",
+			    ours[i].table, ours[i].builtin, ours[i].chain);
+		if (*what != '\0')
+			break;
+	}
+	ret = *what != '\0';
+out:
+	saved = errno;
+	if (nl != NULL)
+		mnl_socket_close(nl);
+	free(ipt);
+	free(nft);
 	errno = saved;
 	return ret;
 }

@@ -71,6 +71,16 @@ int rules_remove(const struct config *cfg, char *err, size_t errlen);
 /* Packets the leak guard dropped since its table was installed; -1 with
  * errno (ENOENT: the table is not there) when it cannot be read. */
 int rules_leak_guard_dropped(uint64_t *packets);
+/*
+ * Whether what rules_install() put in place is still there: in each of
+ * our iptables chains and in the leak guard's chain as many rules as it
+ * installed, and the jumps to them from the built-in chains.  Read over
+ * nfnetlink, so it sees iptables rules where iptables is iptables-nft
+ * (Debian's default); with iptables-legacy they look absent.  Returns 0
+ * when all is there, 1 with what is missing in `what`, -1 with errno when
+ * it cannot look.
+ */
+int rules_check(const struct config *cfg, const bool *usable, char *what, size_t len);
 
 /*
  * Fallback buckets: providers' weights reduced (gcd, then scaled so the sum

@@ -56,7 +56,10 @@ struct uplinkd {
 	struct backlog *backlog;
 	struct ha *ha;
 	struct ev_timer *ha_timer;
-	struct ev_timer *leak_timer;
+	/* Every UPLINKD_WATCH_MS: the installed rules, the leak guard. */
+	struct ev_timer *watch_timer;
+	bool rules_watched;		/* they can be read back (iptables-nft) */
+	uint64_t rules_repairs;		/* installed again after a change */
 	uint64_t leak_seen;		/* the leak guard's count at the last check */
 	bool leak_unreadable;		/* said so once */
 	struct addrs *addrs;		/* where the provider SNAT addresses are */

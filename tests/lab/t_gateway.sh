@@ -316,6 +316,31 @@ iters=$(grep 'resynced from conntrack' "$LAB_DIR/uplinkd-gw1.log" | tail -1 |
 ok "$([ "${iters:-0}" -ge 10 ] && echo 0 || echo 1)" \
 	"the resync's dump ran in the event loop, which kept serving ($iters iterations)"
 
+# --- rules changed by another tool are put back ---
+# A firewall reload that flushes the chains uplinkd owns takes the
+# provider choice, the NAT and the guard with them; the daemon's watch
+# (every 10 s) installs them again.  Here: a jump, a chain and the nft
+# table removed at once.
+repairs0=$(lab_uplinkctl gw1 metrics | sed -n 's/^uplinkd_rules_repairs_total //p')
+lab_exec gw1 iptables -w -t mangle -D PREROUTING -j UPLINKD-PRE
+lab_exec gw1 iptables -w -t nat -F UPLINKD-POST
+lab_exec gw1 nft delete table ip uplinkd
+lab_wait_for "lab_exec gw1 iptables -w -t mangle -C PREROUTING -j UPLINKD-PRE 2>/dev/null &&
+	[ \$(lab_exec gw1 iptables -w -t nat -S UPLINKD-POST | grep -c SNAT) -eq 2 ] &&
+	lab_exec gw1 nft list chain ip uplinkd leakguard >/dev/null 2>&1" 30
+ok $? "the removed jump, chain rules and leak guard are installed again"
+repairs=$(lab_uplinkctl gw1 metrics | sed -n 's/^uplinkd_rules_repairs_total //p')
+ok "$([ "${repairs:-0}" -gt "${repairs0:-0}" ] && echo 0 || echo 1)" \
+	"the repair is counted ($repairs0 -> $repairs) and logged: $(grep -o 'changed by something else ([^)]*)' "$LAB_DIR/uplinkd-gw1.log" | tail -1)"
+short 70000 30 >/dev/null 2>&1
+read -r na nb other < <(count_sources 70000 70030)
+# The weights are 1:1 since the reload above.
+ok "$([ "$other" -eq 0 ] && [ $((na + nb)) -eq 30 ] && [ $((na - nb)) -le 2 ] && [ $((nb - na)) -le 2 ] &&
+	echo 0 || echo 1)" \
+	"after the repair, new connections are balanced 1:1 and translated again (isp-a=$na isp-b=$nb other=$other)"
+ok "$([ "$(lab_exec gw1 iptables-save | grep -c -- '-j UPLINKD-PRE')" -eq 1 ] && echo 0 || echo 1)" \
+	"and the jumps are not duplicated"
+
 # --- clean stop ---
 kill -TERM "$(cat "$LAB_DIR/uplinkd-gw1.pid")"
 lab_wait_for "! kill -0 $(cat "$LAB_DIR/uplinkd-gw1.pid") 2>/dev/null" 10
