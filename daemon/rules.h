@@ -13,7 +13,8 @@
  *
  * The text of all three is rendered from the config alone (plus which
  * providers are usable, for the kernel fallback mark), so `uplinkd
- * --print-rules` shows exactly what start installs.
+ * --print-rules` shows exactly what start installs, and rules_check() can
+ * tell whether it is all still there.
  *
  * Functions that run commands return 0, or -1 with a message in err naming
  * the command and quoting what it printed.
