@@ -28,6 +28,7 @@
 #define UPLINKD_HA_TICK_MS 200
 #define UPLINKD_ROLE_REPAIR_MS 1000
 #define UPLINKD_WATCH_MS 10000	/* the installed rules and the leak guard */
+#define UPLINKD_WATCH_PAUSE_MS 300000	/* after a repair that did not hold */
 
 static void
 usage(FILE *out)
@@ -799,7 +800,7 @@ watch_rules(struct uplinkd *d)
 	char what[256], err[512];
 	int r;
 
-	if (!d->rules_watched)
+	if (!d->rules_watched || ev_now_ms(d->loop) < d->rules_watch_resume_ms)
 		return;
 	usable_now(d, usable);
 	if ((r = rules_check(d->cfg, usable, what, sizeof(what))) == 0)
@@ -815,10 +816,12 @@ watch_rules(struct uplinkd *d)
 		log_warnx("installing the rules again: %s", err);
 		return;
 	}
+	/* What installing cannot fix (a route the kernel refuses) is not
+	 * tried every time. */
 	if (rules_check(d->cfg, usable, what, sizeof(what)) != 0) {
 		log_warnx("the rules still differ after installing them again (%s); "
-		    "no longer watching them", what);
-		d->rules_watched = false;
+		    "trying again in %d s", what, UPLINKD_WATCH_PAUSE_MS / 1000);
+		d->rules_watch_resume_ms = ev_now_ms(d->loop) + UPLINKD_WATCH_PAUSE_MS;
 	}
 }
 
@@ -856,9 +859,10 @@ watch_start(struct uplinkd *d)
 	usable_now(d, usable);
 	d->rules_watched = (r = rules_check(d->cfg, usable, what, sizeof(what))) == 0;
 	if (!d->rules_watched)
-		log_warnx("the installed rules cannot be read back over nfnetlink (%s; "
-		    "iptables-legacy?): changes made to them by other tools will not be "
-		    "repaired", r == -1 ? strerror(errno) : what);
+		log_warnx("the installed rules do not read back as installed (%s): changes "
+		    "made to them by other tools will not be repaired (with iptables-legacy, "
+		    "iptables rules cannot be read over nfnetlink)",
+		    r == -1 ? strerror(errno) : what);
 }
 
 static int64_t

@@ -12,8 +12,12 @@
 
 #include <arpa/inet.h>
 #include <endian.h>
+#include <linux/fib_rules.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/rtnetlink.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <libmnl/libmnl.h>
 
@@ -823,6 +827,154 @@ rules_dump_chain(struct mnl_socket *nl, uint32_t seq, const char *table, const c
 	return -1;
 }
 
+/* What one routing dump looks for. */
+struct rules_route_seen {
+	const struct config *cfg;
+	bool found[CFG_MAX_PROVIDERS];	/* policy rules */
+	bool default_route;		/* in the one table dumped */
+};
+
+static int
+rules_fib_rule_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct rules_route_seen *seen = data;
+	const struct fib_rule_hdr *frh = mnl_nlmsg_get_payload(nlh);
+	uint32_t pref = 0, mark = 0, mask = UINT32_MAX, table = frh->table;
+	const struct nlattr *a;
+
+	if (nlh->nlmsg_type != RTM_NEWRULE || frh->action != FR_ACT_TO_TBL)
+		return MNL_CB_OK;
+	mnl_attr_for_each(a, nlh, sizeof(*frh)) {
+		if (mnl_attr_validate(a, MNL_TYPE_U32) < 0)
+			continue;
+		switch (mnl_attr_get_type(a)) {
+		case FRA_PRIORITY: pref = mnl_attr_get_u32(a); break;
+		case FRA_FWMARK: mark = mnl_attr_get_u32(a); break;
+		case FRA_FWMASK: mask = mnl_attr_get_u32(a); break;
+		case FRA_TABLE: table = mnl_attr_get_u32(a); break;
+		default: break;
+		}
+	}
+	for (size_t i = 0; i < seen->cfg->nproviders; i++) {
+		const struct cfg_provider *p = &seen->cfg->providers[i];
+
+		if (pref == RULES_PREF_BASE + i && mark == p->mark &&
+		    mask == seen->cfg->mark_mask && table == p->table)
+			seen->found[i] = true;
+	}
+	return MNL_CB_OK;
+}
+
+static int
+rules_route_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct rules_route_seen *seen = data;
+	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+
+	if (nlh->nlmsg_type == RTM_NEWROUTE && rtm->rtm_dst_len == 0 &&
+	    rtm->rtm_type == RTN_UNICAST)
+		seen->default_route = true;
+	return MNL_CB_OK;
+}
+
+static int
+rules_rt_dump(struct mnl_socket *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *seen)
+{
+	char buf[32768];
+	ssize_t n;
+	int r;
+
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -1;
+	while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0) {
+		r = mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, mnl_socket_get_portid(nl), cb, seen);
+		if (r == MNL_CB_STOP)
+			return 0;
+		if (r == MNL_CB_ERROR)
+			return -1;
+	}
+	return -1;
+}
+
+/* Whether the interface is up (set down, it loses its routes, which
+ * come back through health when it is set up again). */
+static bool
+rules_if_up(const char *name)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool up = false;
+
+	if (fd == -1)
+		return false;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0)
+		up = (ifr.ifr_flags & IFF_UP) != 0;
+	close(fd);
+	return up;
+}
+
+/* Each provider's policy rule, and the default route in its table while
+ * its interface is up. */
+static int
+rules_check_routing(const struct config *cfg, char *what, size_t len)
+{
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct rules_route_seen seen = { .cfg = cfg };
+	struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+	struct nlmsghdr *nlh;
+	uint32_t seq = 1;
+	int one = 1, ret = -1, saved;
+
+	if (nl == NULL)
+		return -1;
+	/* Strict checking lets the kernel filter the route dump by table:
+	 * a router's main table may hold a million routes. */
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ||
+	    setsockopt(mnl_socket_get_fd(nl), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one,
+	    sizeof(one)) == -1)
+		goto out;
+	nlh = mnl_nlmsg_put_header(req);
+	nlh->nlmsg_type = RTM_GETRULE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = seq++;
+	((struct fib_rule_hdr *)mnl_nlmsg_put_extra_header(nlh, sizeof(struct fib_rule_hdr)))->family = AF_INET;
+	if (rules_rt_dump(nl, nlh, rules_fib_rule_cb, &seen) == -1)
+		goto out;
+	*what = '\0';
+	for (size_t i = 0; i < cfg->nproviders && *what == '\0'; i++) {
+		const struct cfg_provider *p = &cfg->providers[i];
+		struct rtmsg *rtm;
+
+		if (!seen.found[i]) {
+			snprintf(what, len, "no policy rule fwmark 0x%x/0x%x lookup %u for %s",
+			    p->mark, cfg->mark_mask, p->table, p->name);
+			break;
+		}
+		if (!rules_if_up(p->interface))
+			continue;
+		nlh = mnl_nlmsg_put_header(req);
+		nlh->nlmsg_type = RTM_GETROUTE;
+		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+		nlh->nlmsg_seq = seq++;
+		rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+		rtm->rtm_family = AF_INET;
+		mnl_attr_put_u32(nlh, RTA_TABLE, p->table);
+		seen.default_route = false;
+		if (rules_rt_dump(nl, nlh, rules_route_cb, &seen) == -1)
+			goto out;
+		if (!seen.default_route)
+			snprintf(what, len, "no default route in table %u for %s", p->table, p->name);
+	}
+	ret = *what != '\0';
+out:
+	saved = errno;
+	mnl_socket_close(nl);
+	errno = saved;
+	return ret;
+}
+
 int
 rules_check(const struct config *cfg, const bool *usable, char *what, size_t len)
 {
@@ -874,7 +1026,7 @@ rules_check(const struct config *cfg, const bool *usable, char *what, size_t len
 		if (*what != '\0')
 			break;
 	}
-	ret = *what != '\0';
+	ret = *what != '\0' ? 1 : rules_check_routing(cfg, what, len);
 out:
 	saved = errno;
 	if (nl != NULL)

@@ -75,8 +75,10 @@ int rules_leak_guard_dropped(uint64_t *packets);
 /*
  * Whether what rules_install() put in place is still there: in each of
  * our iptables chains and in the leak guard's chain as many rules as it
- * installed, and the jumps to them from the built-in chains.  Read over
- * nfnetlink, so it sees iptables rules where iptables is iptables-nft
+ * installed, and the jumps to them from the built-in chains; each
+ * provider's policy rule, and the default route in its table while its
+ * interface is up.  Read over nfnetlink and
+ * rtnetlink, so it sees iptables rules where iptables is iptables-nft
  * (Debian's default); with iptables-legacy they look absent.  Returns 0
  * when all is there, 1 with what is missing in `what`, -1 with errno when
  * it cannot look.

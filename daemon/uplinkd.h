@@ -59,6 +59,7 @@ struct uplinkd {
 	/* Every UPLINKD_WATCH_MS: the installed rules, the leak guard. */
 	struct ev_timer *watch_timer;
 	bool rules_watched;		/* they can be read back (iptables-nft) */
+	int64_t rules_watch_resume_ms;	/* paused after a repair that failed */
 	uint64_t rules_repairs;		/* installed again after a change */
 	uint64_t leak_seen;		/* the leak guard's count at the last check */
 	bool leak_unreadable;		/* said so once */

@@ -319,16 +319,21 @@ ok "$([ "${iters:-0}" -ge 10 ] && echo 0 || echo 1)" \
 # --- rules changed by another tool are put back ---
 # A firewall reload that flushes the chains uplinkd owns takes the
 # provider choice, the NAT and the guard with them; the daemon's watch
-# (every 10 s) installs them again.  Here: a jump, a chain and the nft
-# table removed at once.
+# (every 10 s) installs them again.  Here: a jump, a chain, the nft table,
+# a policy rule and a provider table's route removed at once (a network
+# manager that removes "foreign" rules and routes does the last two).
 repairs0=$(lab_uplinkctl gw1 metrics | sed -n 's/^uplinkd_rules_repairs_total //p')
 lab_exec gw1 iptables -w -t mangle -D PREROUTING -j UPLINKD-PRE
 lab_exec gw1 iptables -w -t nat -F UPLINKD-POST
 lab_exec gw1 nft delete table ip uplinkd
+lab_exec gw1 ip rule del pref 10001
+lab_exec gw1 ip route flush table 100
 lab_wait_for "lab_exec gw1 iptables -w -t mangle -C PREROUTING -j UPLINKD-PRE 2>/dev/null &&
 	[ \$(lab_exec gw1 iptables -w -t nat -S UPLINKD-POST | grep -c SNAT) -eq 2 ] &&
-	lab_exec gw1 nft list chain ip uplinkd leakguard >/dev/null 2>&1" 30
-ok $? "the removed jump, chain rules and leak guard are installed again"
+	lab_exec gw1 nft list chain ip uplinkd leakguard >/dev/null 2>&1 &&
+	lab_exec gw1 ip rule list pref 10001 | grep -q lookup &&
+	lab_exec gw1 ip route show table 100 | grep -q default" 30
+ok $? "the removed jump, chain rules, leak guard, policy rule and route are installed again"
 repairs=$(lab_uplinkctl gw1 metrics | sed -n 's/^uplinkd_rules_repairs_total //p')
 ok "$([ "${repairs:-0}" -gt "${repairs0:-0}" ] && echo 0 || echo 1)" \
 	"the repair is counted ($repairs0 -> $repairs) and logged: $(grep -o 'changed by something else ([^)]*)' "$LAB_DIR/uplinkd-gw1.log" | tail -1)"
