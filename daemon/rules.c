@@ -802,29 +802,41 @@ rules_rule_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+/* Sends the dump request nlh and runs cb on every answer until the end. */
+static int
+rules_nl_dump(struct mnl_socket *nl, const struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
+{
+	char buf[32768];	/* a dump message batch is at most 32 KiB */
+	uint32_t seq = nlh->nlmsg_seq;
+	ssize_t n;
+	int r;
+
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -1;
+	while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0) {
+		r = mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(nl), cb, data);
+		if (r == MNL_CB_STOP)
+			return 0;
+		if (r == MNL_CB_ERROR)
+			return -1;
+	}
+	return -1;
+}
+
 /* Dumps the rules of one chain (none when the chain or table is not
  * there). */
 static int
 rules_dump_chain(struct mnl_socket *nl, uint32_t seq, const char *table, const char *chain,
     struct rules_seen *seen)
 {
-	char buf[32768];	/* a dump message batch is at most 32 KiB */
-	struct nlmsghdr *nlh = rules_nft_request(buf, NFT_MSG_GETRULE, NLM_F_DUMP, seq);
-	ssize_t n;
-	int r;
+	char req[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = rules_nft_request(req, NFT_MSG_GETRULE, NLM_F_DUMP, seq);
 
 	mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table);
 	mnl_attr_put_strz(nlh, NFTA_RULE_CHAIN, chain);
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-		return -1;
-	while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0) {
-		r = mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(nl), rules_rule_cb, seen);
-		if (r == MNL_CB_STOP)
-			return 0;
-		if (r == MNL_CB_ERROR)
-			return errno == ENOENT ? 0 : -1;
-	}
-	return -1;
+	if (rules_nl_dump(nl, nlh, rules_rule_cb, seen) == -1)
+		return errno == ENOENT ? 0 : -1;
+	return 0;
 }
 
 /* What one routing dump looks for. */
@@ -877,25 +889,6 @@ rules_route_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-static int
-rules_rt_dump(struct mnl_socket *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *seen)
-{
-	char buf[32768];
-	ssize_t n;
-	int r;
-
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-		return -1;
-	while ((n = mnl_socket_recvfrom(nl, buf, sizeof(buf))) > 0) {
-		r = mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, mnl_socket_get_portid(nl), cb, seen);
-		if (r == MNL_CB_STOP)
-			return 0;
-		if (r == MNL_CB_ERROR)
-			return -1;
-	}
-	return -1;
-}
-
 /* Whether the interface is up (set down, it loses its routes, which
  * come back through health when it is set up again). */
 static bool
@@ -924,6 +917,7 @@ rules_check_routing(const struct config *cfg, char *what, size_t len)
 	struct rules_route_seen seen = { .cfg = cfg };
 	struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
 	struct nlmsghdr *nlh;
+	struct fib_rule_hdr *frh;
 	uint32_t seq = 1;
 	int one = 1, ret = -1, saved;
 
@@ -939,8 +933,9 @@ rules_check_routing(const struct config *cfg, char *what, size_t len)
 	nlh->nlmsg_type = RTM_GETRULE;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	nlh->nlmsg_seq = seq++;
-	((struct fib_rule_hdr *)mnl_nlmsg_put_extra_header(nlh, sizeof(struct fib_rule_hdr)))->family = AF_INET;
-	if (rules_rt_dump(nl, nlh, rules_fib_rule_cb, &seen) == -1)
+	frh = mnl_nlmsg_put_extra_header(nlh, sizeof(*frh));
+	frh->family = AF_INET;
+	if (rules_nl_dump(nl, nlh, rules_fib_rule_cb, &seen) == -1)
 		goto out;
 	*what = '\0';
 	for (size_t i = 0; i < cfg->nproviders && *what == '\0'; i++) {
@@ -950,7 +945,7 @@ rules_check_routing(const struct config *cfg, char *what, size_t len)
 		if (!seen.found[i]) {
 			snprintf(what, len, "no policy rule fwmark 0x%x/0x%x lookup %u for %s",
 			    p->mark, cfg->mark_mask, p->table, p->name);
-			break;
+			continue;
 		}
 		if (!rules_if_up(p->interface))
 			continue;
@@ -962,7 +957,7 @@ rules_check_routing(const struct config *cfg, char *what, size_t len)
 		rtm->rtm_family = AF_INET;
 		mnl_attr_put_u32(nlh, RTA_TABLE, p->table);
 		seen.default_route = false;
-		if (rules_rt_dump(nl, nlh, rules_route_cb, &seen) == -1)
+		if (rules_nl_dump(nl, nlh, rules_route_cb, &seen) == -1)
 			goto out;
 		if (!seen.default_route)
 			snprintf(what, len, "no default route in table %u for %s", p->table, p->name);
