@@ -786,24 +786,31 @@ role_repair(struct uplinkd *d)
  * guard with them: a firewall reload or a flush by another tool removes
  * them without a word, so the watch puts them back and says so.
  */
+/* What rules_check() needs to know of the providers now. */
 static void
-usable_now(const struct uplinkd *d, bool usable[CFG_MAX_PROVIDERS])
+providers_now(const struct uplinkd *d, bool usable[CFG_MAX_PROVIDERS],
+    bool link_up[CFG_MAX_PROVIDERS])
 {
-	for (size_t i = 0; i < d->cfg->nproviders; i++)
+	for (size_t i = 0; i < d->cfg->nproviders; i++) {
+		struct health_stats hs;
+
+		health_get(d->health, i, &hs);
 		usable[i] = provider_usable(d, i);
+		link_up[i] = hs.link_up;
+	}
 }
 
 static void
 watch_rules(struct uplinkd *d)
 {
-	bool usable[CFG_MAX_PROVIDERS];
+	bool usable[CFG_MAX_PROVIDERS], link_up[CFG_MAX_PROVIDERS];
 	char what[256], err[512];
 	int r;
 
 	if (!d->rules_watched || ev_now_ms(d->loop) < d->rules_watch_resume_ms)
 		return;
-	usable_now(d, usable);
-	if ((r = rules_check(d->cfg, usable, what, sizeof(what))) == 0)
+	providers_now(d, usable, link_up);
+	if ((r = rules_check(d->cfg, usable, link_up, what, sizeof(what))) == 0)
 		return;
 	if (r == -1) {
 		log_warn("checking the installed rules");
@@ -818,7 +825,7 @@ watch_rules(struct uplinkd *d)
 	}
 	/* What installing cannot fix (a route the kernel refuses) is not
 	 * tried every time. */
-	if (rules_check(d->cfg, usable, what, sizeof(what)) != 0) {
+	if (rules_check(d->cfg, usable, link_up, what, sizeof(what)) != 0) {
 		log_warnx("the rules still differ after installing them again (%s); "
 		    "trying again in %d s", what, UPLINKD_WATCH_PAUSE_MS / 1000);
 		d->rules_watch_resume_ms = ev_now_ms(d->loop) + UPLINKD_WATCH_PAUSE_MS;
@@ -852,12 +859,12 @@ watch_leaks(struct uplinkd *d)
 static void
 watch_start(struct uplinkd *d)
 {
-	bool usable[CFG_MAX_PROVIDERS];
+	bool usable[CFG_MAX_PROVIDERS], link_up[CFG_MAX_PROVIDERS];
 	char what[256];
 	int r;
 
-	usable_now(d, usable);
-	d->rules_watched = (r = rules_check(d->cfg, usable, what, sizeof(what))) == 0;
+	providers_now(d, usable, link_up);
+	d->rules_watched = (r = rules_check(d->cfg, usable, link_up, what, sizeof(what))) == 0;
 	if (!d->rules_watched)
 		log_warnx("the installed rules do not read back as installed (%s): changes "
 		    "made to them by other tools will not be repaired (with iptables-legacy, "

@@ -911,7 +911,7 @@ rules_if_up(const char *name)
 /* Each provider's policy rule, and the default route in its table while
  * its interface is up. */
 static int
-rules_check_routing(const struct config *cfg, char *what, size_t len)
+rules_check_routing(const struct config *cfg, const bool *link_up, char *what, size_t len)
 {
 	char req[MNL_SOCKET_BUFFER_SIZE];
 	struct rules_route_seen seen = { .cfg = cfg };
@@ -947,7 +947,7 @@ rules_check_routing(const struct config *cfg, char *what, size_t len)
 			    p->mark, cfg->mark_mask, p->table, p->name);
 			continue;
 		}
-		if (!rules_if_up(p->interface))
+		if ((link_up != NULL && !link_up[i]) || !rules_if_up(p->interface))
 			continue;
 		nlh = mnl_nlmsg_put_header(req);
 		nlh->nlmsg_type = RTM_GETROUTE;
@@ -971,7 +971,8 @@ out:
 }
 
 int
-rules_check(const struct config *cfg, const bool *usable, char *what, size_t len)
+rules_check(const struct config *cfg, const bool *usable, const bool *link_up, char *what,
+    size_t len)
 {
 	static const struct {
 		const char *table, *chain, *builtin;
@@ -1021,7 +1022,7 @@ rules_check(const struct config *cfg, const bool *usable, char *what, size_t len
 		if (*what != '\0')
 			break;
 	}
-	ret = *what != '\0' ? 1 : rules_check_routing(cfg, what, len);
+	ret = *what != '\0' ? 1 : rules_check_routing(cfg, link_up, what, len);
 out:
 	saved = errno;
 	if (nl != NULL)

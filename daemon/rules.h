@@ -77,13 +77,16 @@ int rules_leak_guard_dropped(uint64_t *packets);
  * our iptables chains and in the leak guard's chain as many rules as it
  * installed, and the jumps to them from the built-in chains; each
  * provider's policy rule, and the default route in its table while its
- * interface is up.  Read over nfnetlink and
+ * interface is up and link_up (NULL: all) says so too: the caller's view
+ * of the link, which lags the kernel's, is the one that re-adds routes
+ * after the kernel deleted them with the link.  Read over nfnetlink and
  * rtnetlink, so it sees iptables rules where iptables is iptables-nft
  * (Debian's default); with iptables-legacy they look absent.  Returns 0
  * when all is there, 1 with what is missing in `what`, -1 with errno when
  * it cannot look.
  */
-int rules_check(const struct config *cfg, const bool *usable, char *what, size_t len);
+int rules_check(const struct config *cfg, const bool *usable, const bool *link_up, char *what,
+    size_t len);
 
 /*
  * Fallback buckets: providers' weights reduced (gcd, then scaled so the sum
