@@ -138,6 +138,13 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 	emit_u64(out, "failed_open", qs.kernel_queue_dropped + qs.kernel_user_dropped);
 	emit_u64(out, "safety_net", d->safety_net);
 	emit_object_end(out);
+	/* As of the last watch (UPLINKD_WATCH_MS): status is polled often,
+	 * metrics reads the guard's counter itself. */
+	emit_object_begin(out, "rules");
+	emit_bool(out, "watched", d->rules_watched);
+	emit_u64(out, "repairs", d->rules_repairs);
+	emit_u64(out, "leak_guard_dropped", d->leak_seen);
+	emit_object_end(out);
 	{
 		struct ct_write_stats w;
 

@@ -276,6 +276,9 @@ raw_rules -D
 # The daemon reads the counter every 10 s and says what it dropped.
 lab_wait_for "grep -q 'the leak guard dropped [0-9]* packets' '$LAB_DIR/uplinkd-gw1.log'" 25
 ok $? "the daemon logged the drops: $(grep -o 'the leak guard dropped [0-9]* packets' "$LAB_DIR/uplinkd-gw1.log" | tail -1)"
+ok "$([ "$(jget 'd["rules"]["watched"]' status)" = True ] &&
+	[ "$(jget 'd["rules"]["leak_guard_dropped"]' status)" -ge 5 ] && echo 0 || echo 1)" \
+	"uplinkctl status: rules watched, the guard's drops as of the last watch ($(jget 'd["rules"]' status))"
 leaks=$(lab_leaks)
 ok "$([ "${leaks:-1}" -eq 0 ] && echo 0 || echo 1)" "none of them reached the provider ($leaks leaked)"
 
@@ -335,7 +338,8 @@ lab_wait_for "lab_exec gw1 iptables -w -t mangle -C PREROUTING -j UPLINKD-PRE 2>
 	lab_exec gw1 ip route show table 100 | grep -q default" 30
 ok $? "the removed jump, chain rules, leak guard, policy rule and route are installed again"
 repairs=$(lab_uplinkctl gw1 metrics | sed -n 's/^uplinkd_rules_repairs_total //p')
-ok "$([ "${repairs:-0}" -gt "${repairs0:-0}" ] && echo 0 || echo 1)" \
+ok "$([ "${repairs:-0}" -gt "${repairs0:-0}" ] && [ "$(jget 'd["rules"]["repairs"]' status)" = "$repairs" ] &&
+	echo 0 || echo 1)" \
 	"the repair is counted ($repairs0 -> $repairs) and logged: $(grep -o 'changed by something else ([^)]*)' "$LAB_DIR/uplinkd-gw1.log" | tail -1)"
 short 70000 30 >/dev/null 2>&1
 read -r na nb other < <(count_sources 70000 70030)
