@@ -908,6 +908,17 @@ rules_if_up(const char *name)
 	return up;
 }
 
+static struct nlmsghdr *
+rules_rt_dump_request(char *buf, uint16_t type, uint32_t seq)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh->nlmsg_seq = seq;
+	return nlh;
+}
+
 /* Each provider's policy rule, and the default route in its table while
  * its interface is up. */
 static int
@@ -929,10 +940,7 @@ rules_check_routing(const struct config *cfg, const bool *link_up, char *what, s
 	    setsockopt(mnl_socket_get_fd(nl), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one,
 	    sizeof(one)) == -1)
 		goto out;
-	nlh = mnl_nlmsg_put_header(req);
-	nlh->nlmsg_type = RTM_GETRULE;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	nlh->nlmsg_seq = seq++;
+	nlh = rules_rt_dump_request(req, RTM_GETRULE, seq++);
 	frh = mnl_nlmsg_put_extra_header(nlh, sizeof(*frh));
 	frh->family = AF_INET;
 	if (rules_nl_dump(nl, nlh, rules_fib_rule_cb, &seen) == -1)
@@ -949,10 +957,7 @@ rules_check_routing(const struct config *cfg, const bool *link_up, char *what, s
 		}
 		if ((link_up != NULL && !link_up[i]) || !rules_if_up(p->interface))
 			continue;
-		nlh = mnl_nlmsg_put_header(req);
-		nlh->nlmsg_type = RTM_GETROUTE;
-		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-		nlh->nlmsg_seq = seq++;
+		nlh = rules_rt_dump_request(req, RTM_GETROUTE, seq++);
 		rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
 		rtm->rtm_family = AF_INET;
 		mnl_attr_put_u32(nlh, RTA_TABLE, p->table);
