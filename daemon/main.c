@@ -812,24 +812,26 @@ watch_rules(struct uplinkd *d)
 	providers_now(d, usable, link_up);
 	if ((r = rules_check(d->cfg, usable, link_up, what, sizeof(what))) == 0)
 		return;
+	/* What cannot be checked or fixed (a route the kernel refuses) is
+	 * not tried again every time. */
 	if (r == -1) {
-		log_warn("checking the installed rules");
-		return;
+		log_warn("checking the installed rules (again in %d s)", UPLINKD_WATCH_PAUSE_MS / 1000);
+		goto pause;
 	}
 	log_warnx("the rules uplinkd installed were changed by something else (%s); "
 	    "installing them again", what);
 	d->rules_repairs++;
 	if (rules_install(d->cfg, usable, err, sizeof(err)) == -1) {
-		log_warnx("installing the rules again: %s", err);
+		log_warnx("installing the rules again: %s (again in %d s)", err,
+		    UPLINKD_WATCH_PAUSE_MS / 1000);
+		goto pause;
+	}
+	if ((r = rules_check(d->cfg, usable, link_up, what, sizeof(what))) == 0)
 		return;
-	}
-	/* What installing cannot fix (a route the kernel refuses) is not
-	 * tried every time. */
-	if (rules_check(d->cfg, usable, link_up, what, sizeof(what)) != 0) {
-		log_warnx("the rules still differ after installing them again (%s); "
-		    "trying again in %d s", what, UPLINKD_WATCH_PAUSE_MS / 1000);
-		d->rules_watch_resume_ms = ev_now_ms(d->loop) + UPLINKD_WATCH_PAUSE_MS;
-	}
+	log_warnx("the rules still differ after installing them again (%s); again in %d s",
+	    r == -1 ? strerror(errno) : what, UPLINKD_WATCH_PAUSE_MS / 1000);
+pause:
+	d->rules_watch_resume_ms = ev_now_ms(d->loop) + UPLINKD_WATCH_PAUSE_MS;
 }
 
 /* Every drop of the leak guard is a packet that missed its provider's
