@@ -677,10 +677,11 @@ rules_counter_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_ERROR;
 }
 
+/* A netlink socket of `bus` for one request and its answers. */
 static struct mnl_socket *
-rules_nft_open(void)
+rules_nl_open(int bus)
 {
-	struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	struct mnl_socket *nl = mnl_socket_open2(bus, SOCK_CLOEXEC);
 	int saved;
 
 	if (nl != NULL && mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -718,7 +719,7 @@ rules_leak_guard_dropped(uint64_t *packets)
 	ssize_t n;
 	int ret = -1, saved;
 
-	if ((nl = rules_nft_open()) == NULL)
+	if ((nl = rules_nl_open(NETLINK_NETFILTER)) == NULL)
 		return -1;
 	portid = mnl_socket_get_portid(nl);
 	nlh = rules_nft_request(buf, NFT_MSG_GETOBJ, 0, seq);
@@ -926,7 +927,7 @@ rules_check_routing(const struct config *cfg, const bool *link_up, char *what, s
 {
 	char req[MNL_SOCKET_BUFFER_SIZE];
 	struct rules_route_seen seen = { .cfg = cfg };
-	struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+	struct mnl_socket *nl = rules_nl_open(NETLINK_ROUTE);
 	struct nlmsghdr *nlh;
 	struct fib_rule_hdr *frh;
 	uint32_t seq = 1;
@@ -936,8 +937,7 @@ rules_check_routing(const struct config *cfg, const bool *link_up, char *what, s
 		return -1;
 	/* Strict checking lets the kernel filter the route dump by table:
 	 * a router's main table may hold a million routes. */
-	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ||
-	    setsockopt(mnl_socket_get_fd(nl), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one,
+	if (setsockopt(mnl_socket_get_fd(nl), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one,
 	    sizeof(one)) == -1)
 		goto out;
 	nlh = rules_rt_dump_request(req, RTM_GETRULE, seq++);
@@ -994,7 +994,7 @@ rules_check(const struct config *cfg, const bool *usable, const bool *link_up, c
 	int ret = -1, saved;
 	uint32_t seq = 1;
 
-	if (ipt == NULL || nft == NULL || (nl = rules_nft_open()) == NULL)
+	if (ipt == NULL || nft == NULL || (nl = rules_nl_open(NETLINK_NETFILTER)) == NULL)
 		goto out;
 	/* As many rules in each chain as the text that installed them has. */
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
