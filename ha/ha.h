@@ -10,7 +10,11 @@
  *   0              ready
  *   -HA_PENALTY    not ready: it lacks state the peer has (a bulk from the
  *                  peer is running and this node is not master, or its
- *                  kernel does not hold all of the peer's flows yet, or the
+ *                  kernel does not hold all of the peer's flows yet: more
+ *                  than HA_BACKLOG_SMALL of them wait, or any for
+ *                  HA_BACKLOG_MS (a steady stream keeps a few in flight
+ *                  for a loop iteration, which is no gap; a verdict that
+ *                  flipped with each of them flapped the file), or the
  *                  daemon has just started and the peer has not answered
  *                  yet: HA_GRACE_MS, and only until the first
  *                  connection), or it is not master and the sync link
@@ -55,6 +59,8 @@
 #define HA_FAULT 254
 #define HA_GRACE_MS 5000
 #define HA_PEER_GONE_MS 5000
+#define HA_BACKLOG_SMALL 4096
+#define HA_BACKLOG_MS 1000
 
 enum ha_role {
 	HA_INIT,

@@ -132,13 +132,30 @@ main(void)
 	in.usable_own = 2;
 	ha_update(ha, &in, 10300);
 	tap_ok(track_value() == 0, "as many: ready");
-	in.kernel_backlog = 5;
+	in.kernel_backlog = HA_BACKLOG_SMALL + 1;
 	ha_update(ha, &in, 10310);
 	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
 	    "in sync, but the kernel does not hold all of the peer's flows yet: not ready");
 	in.kernel_backlog = 0;
 	ha_update(ha, &in, 10320);
 	tap_ok(track_value() == 0, "... ready once they are written");
+	in.kernel_backlog = 50;
+	ha_update(ha, &in, 10330);
+	tap_ok(track_value() == 0 && ha_ready(ha),
+	    "a few of a stream's flows in flight for a moment: still ready");
+	ha_update(ha, &in, 10330 + HA_BACKLOG_MS - 1);
+	tap_ok(ha_ready(ha), "... while the backlog empties within %d ms", HA_BACKLOG_MS);
+	in.kernel_backlog = 0;
+	ha_update(ha, &in, 10330 + HA_BACKLOG_MS);
+	in.kernel_backlog = 50;
+	ha_update(ha, &in, 10330 + HA_BACKLOG_MS + 10);
+	tap_ok(ha_ready(ha), "... and each time it empties, the clock starts again");
+	ha_update(ha, &in, 10330 + 2 * HA_BACKLOG_MS + 10);
+	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
+	    "a backlog that stays for %d ms: not ready", HA_BACKLOG_MS);
+	in.kernel_backlog = 0;
+	ha_update(ha, &in, 10330 + 2 * HA_BACKLOG_MS + 20);
+	tap_ok(ha_ready(ha), "... ready once it is written");
 	in.peer_connected = in.in_sync = in.peer_known = false;
 	in.peer_closed = true;
 	ha_update(ha, &in, 10400);
