@@ -14,6 +14,7 @@ struct backlog_item {
 struct backlog {
 	struct backlog_item *ring;
 	size_t cap, head, len;		/* cap: a power of two, or 0 */
+	size_t upserts;			/* of len */
 };
 
 struct backlog *
@@ -67,6 +68,7 @@ backlog_push(struct backlog *b, const struct flow_key *key, enum backlog_op op)
 	it->key = *key;
 	it->op = (unsigned char)op;
 	b->len++;
+	b->upserts += op == BACKLOG_UPSERT;
 	return 0;
 }
 
@@ -80,6 +82,7 @@ backlog_pop(struct backlog *b, struct flow_key *key, enum backlog_op *op)
 	it = &b->ring[b->head];
 	*key = it->key;
 	*op = (enum backlog_op)it->op;
+	b->upserts -= *op == BACKLOG_UPSERT;
 	b->head = (b->head + 1) & (b->cap - 1);
 	/* A bulk's ring is large: give it back once drained. */
 	if (--b->len == 0 && b->cap > BACKLOG_MIN) {
@@ -94,4 +97,10 @@ size_t
 backlog_len(const struct backlog *b)
 {
 	return b->len;
+}
+
+size_t
+backlog_upserts(const struct backlog *b)
+{
+	return b->upserts;
 }

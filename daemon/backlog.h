@@ -36,5 +36,7 @@ int backlog_push(struct backlog *b, const struct flow_key *key, enum backlog_op 
 /* The oldest entry into *key and *op; false when empty. */
 bool backlog_pop(struct backlog *b, struct flow_key *key, enum backlog_op *op);
 size_t backlog_len(const struct backlog *b);
+/* Of those, the upserts: flows the kernel lacks or holds in an older state. */
+size_t backlog_upserts(const struct backlog *b);
 
 #endif

@@ -730,7 +730,7 @@ ha_evaluate(struct uplinkd *d)
 {
 	struct ha_inputs in = {
 		.peer_configured = d->session != NULL,
-		.kernel_backlog = backlog_len(d->backlog),
+		.kernel_backlog = backlog_upserts(d->backlog),
 	};
 
 	if (d->session != NULL) {

@@ -95,8 +95,9 @@ int64_t ha_role_since_ms(const struct ha *ha);
  * What decides readiness, evaluated by the owner a few times a second.
  * peer_configured: the config has a sync section.  peer_connected,
  * in_sync: from the session; peer_closed: not connected because the
- * peer's end closed the connection.  kernel_backlog: the peer's changes
- * this node has and its kernel not yet (hot standby).  usable_own, usable_peer: providers up and
+ * peer's end closed the connection.  kernel_backlog: the peer's flows
+ * this node has and its kernel not yet, or not in their latest state (hot
+ * standby; deletes waiting leave stale entries, not missing ones).  usable_own, usable_peer: providers up and
  * not draining here and as the peer reported them (peer_known false when
  * it has not).  Rewrites the file when the verdict changes.
  */
@@ -107,7 +108,7 @@ struct ha_inputs {
 	bool in_sync;
 	bool peer_known;
 	unsigned usable_own, usable_peer;
-	size_t kernel_backlog;		/* peer changes not in the kernel yet */
+	size_t kernel_backlog;		/* peer flows not in the kernel yet */
 };
 void ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms);
 bool ha_ready(const struct ha *ha);

@@ -61,6 +61,14 @@ main(void)
 	}
 	tap_ok(bad == 0 && backlog_len(b) == 1000000 - 250000, "a million pushed, a quarter "
 	    "popped meanwhile: order and ops kept (%zu left)", backlog_len(b));
+	{
+		size_t want = 0;
+
+		for (i = next; i < 1000000; i++)
+			want += i % 3 != 0;
+		tap_ok(backlog_upserts(b) == want, "upserts among them counted (%zu of %zu)",
+		    backlog_upserts(b), want);
+	}
 	while (backlog_pop(b, &k, &op)) {
 		struct flow_key want = key(next);
 
@@ -69,9 +77,10 @@ main(void)
 			bad++;
 		next++;
 	}
-	tap_ok(bad == 0 && next == 1000000 && backlog_len(b) == 0,
+	tap_ok(bad == 0 && next == 1000000 && backlog_len(b) == 0 && backlog_upserts(b) == 0,
 	    "drained in arrival order (%u)", next);
-	tap_ok(backlog_push(b, &k, BACKLOG_UPSERT) == 0 && backlog_len(b) == 1,
+	tap_ok(backlog_push(b, &k, BACKLOG_UPSERT) == 0 && backlog_len(b) == 1 &&
+	    backlog_upserts(b) == 1,
 	    "usable again after it gave its ring back");
 	backlog_destroy(b);
 	backlog_destroy(NULL);
