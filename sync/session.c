@@ -920,6 +920,9 @@ on_data(const uint8_t *buf, size_t len, void *data)
 static void
 conn_reset(struct session *s)
 {
+	/* The stream ended: a frame it held in part is counted as truncated. */
+	if (s->dec != NULL)
+		frame_decoder_eof(s->dec);
 	frame_decoder_destroy(s->dec);
 	s->dec = NULL;
 	s->hello_seen = false;

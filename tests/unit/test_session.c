@@ -15,9 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "config.h"
+#include "emit.h"
 #include "ev.h"
 #include "flows.h"
+#include "frame.h"
+#include "json.h"
 #include "log.h"
 #include "session.h"
 #include "tap.h"
@@ -230,6 +234,141 @@ pick_ports(void)
 	gw1.port = (uint16_t)(20000 + (unsigned)rand() % 20000);
 	gw2.port = (uint16_t)(gw1.port + 1 + (unsigned)rand() % 1000);
 	return 0;
+}
+
+/*
+ * A hostile gw1: a bare channel with gw1's certificate in place of gw1's
+ * session, sending frames built by hand.  What a buggy or compromised peer
+ * can send must not hurt gw2 beyond what the protocol allows.
+ */
+static struct channel *evil;
+static bool evil_up;
+
+static void
+evil_event(enum channel_event ev, void *data)
+{
+	(void)data;
+	evil_up = ev == CHANNEL_EV_UP;
+}
+
+static void
+evil_data(const uint8_t *buf, size_t len, void *data)
+{
+	(void)buf;
+	(void)len;
+	(void)data;
+}
+
+static int
+evil_sends(enum frame_type t, const ProtobufCMessage *m, size_t cut)
+{
+	uint8_t *buf;
+	size_t len;
+	int r;
+
+	if (frame_encode_alloc(t, m, &buf, &len) == -1)
+		return -1;
+	r = channel_send(evil, buf, cut != 0 && cut < len ? cut : len);
+	channel_flush(evil);
+	free(buf);
+	return r;
+}
+
+static int
+evil_send(enum frame_type t, const ProtobufCMessage *m)
+{
+	return evil_sends(t, m, 0);
+}
+
+static int
+gw2_connected(void)
+{
+	return gw2.s && stats(&gw2).connected;
+}
+
+static int
+gw2_disconnected(void)
+{
+	return gw2.s && !stats(&gw2).connected && !evil_up;
+}
+
+/* Dials gw2 as gw1 and says hello; true once gw2 accepted it. */
+static bool
+evil_start(void)
+{
+	static uint8_t boot[FRAME_BOOT_ID_LEN] = { 0xe1 };
+	Uplinkd__Hello h = UPLINKD__HELLO__INIT;
+
+	evil_up = false;
+	if ((evil = channel_create(loop, gw1.cfg, evil_event, evil_data, NULL)) == NULL)
+		return false;
+	for (int i = 0; i < 1000 && !evil_up; i++)
+		run_until(never, 5);
+	if (!evil_up)
+		return false;
+	h.node = (char *)"gw1";
+	h.has_major = 1;
+	h.major = FRAME_MAJOR;
+	h.has_minor = 1;
+	h.has_capabilities = 1;
+	h.capabilities = FRAME_CAPS;
+	h.has_boot_id = 1;
+	h.boot_id.data = boot;
+	h.boot_id.len = sizeof(boot);
+	return evil_send(FRAME_HELLO, &h.base) == 0 && run_until(gw2_connected, 5000);
+}
+
+static void
+evil_stop(void)
+{
+	channel_destroy(evil);
+	evil = NULL;
+	evil_up = false;
+	run_until(gw2_disconnected, 5000);
+}
+
+/* A counter of gw2's `uplinkctl sync` rejections (session_report). */
+static uint64_t
+gw2_rejected(const char *name)
+{
+	struct emit *e = emit_create(EMIT_JSON);
+	const char *text;
+	struct json *j;
+	char path[64], err[128];
+	uint64_t v = UINT64_MAX;
+	size_t len;
+
+	session_report(gw2.s, gw2.cfg, e, true);
+	if ((text = emit_finish(e, &len)) != NULL &&
+	    (j = json_parse(text, len, err, sizeof(err))) != NULL) {
+		snprintf(path, sizeof(path), "rejected.%s", name);
+		json_u64(json_root(j), path, &v);
+		json_destroy(j);
+	}
+	emit_destroy(e);
+	return v;
+}
+
+static void
+test_hostile_peer(void)
+{
+	uint64_t before;
+
+	/* The stream ends inside a frame: counted as truncated. */
+	tap_ok(evil_start(), "a bare channel as gw1 is accepted by gw2's session");
+	before = gw2_rejected("truncated");
+	{
+		Uplinkd__Heartbeat h = UPLINKD__HEARTBEAT__INIT;
+
+		h.has_unix_ms = 1;
+		h.unix_ms = 1700000000000ull;
+		evil_sends(FRAME_HEARTBEAT, &h.base, FRAME_HDR_LEN + 3);
+	}
+	run_until(never, 100);
+	evil_stop();
+	tap_ok(gw2_rejected("truncated") == before + 1,
+	    "a connection lost inside a frame counts as truncated (%llu -> %llu)",
+	    (unsigned long long)before, (unsigned long long)gw2_rejected("truncated"));
 }
 
 int
@@ -451,6 +590,8 @@ main(void)
 	errno = 0;
 	tap_ok(session_request_resync(gw2.s) == -1 && errno == ENOTCONN,
 	    "resync without a peer: ENOTCONN");
+
+	test_hostile_peer();
 
 	node_stop(&gw1);
 	node_stop(&gw2);
