@@ -679,6 +679,12 @@ frame_providers_valid(const Uplinkd__Providers *p)
 			return false;
 		if (s->has_weight && s->weight > 1000)
 			return false;
+		/* The receiver counts the peer's usable providers per entry,
+		 * and HA compares that with its own: one name twice would
+		 * count twice. */
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(p->providers[j]->name, s->name) == 0)
+				return false;
 	}
 	return true;
 }

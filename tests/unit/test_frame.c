@@ -795,6 +795,24 @@ test_malformed(const struct samples *s)
 		}
 	}
 
+	/* A Providers frame that names one provider twice: the receiver
+	 * counts the peer's usable providers per entry. */
+	{
+		Uplinkd__ProviderState *twice[2] = { s->psptr[0], s->psptr[0] };
+		Uplinkd__Providers p = s->providers;
+		size_t flen;
+		uint8_t *f;
+
+		p.providers = twice;
+		tap_ok(!frame_message_valid(FRAME_PROVIDERS, &p.base),
+		    "providers naming isp-a twice: not valid");
+		f = encode(FRAME_PROVIDERS, &p.base, &flen);
+		memset(&st, 0, sizeof(st));
+		tap_ok(feed_all(f, flen, &st, false, &e) == FRAME_SKIPPED && st.undecodable == 1,
+		    "... and undecodable");
+		free(f);
+	}
+
 	/* More than FRAME_MAX_ITEMS top-level fields (empty deletes). */
 	{
 		size_t n = FRAME_MAX_ITEMS + 1, plen = 2 * n + 2, i;

@@ -369,6 +369,28 @@ test_hostile_peer(void)
 	tap_ok(gw2_rejected("truncated") == before + 1,
 	    "a connection lost inside a frame counts as truncated (%llu -> %llu)",
 	    (unsigned long long)before, (unsigned long long)gw2_rejected("truncated"));
+
+	/* One provider listed five times is not five usable providers. */
+	tap_ok(evil_start(), "gw1 again");
+	{
+		Uplinkd__ProviderState ps = UPLINKD__PROVIDER_STATE__INIT, *pp[5];
+		Uplinkd__Providers p = UPLINKD__PROVIDERS__INIT;
+		struct session_stats st;
+
+		ps.name = (char *)"isp-a";
+		ps.has_state = 1;
+		ps.state = UPLINKD__PROVIDER_HEALTH__PROVIDER_UP;
+		for (size_t i = 0; i < 5; i++)
+			pp[i] = &ps;
+		p.n_providers = 5;
+		p.providers = pp;
+		evil_send(FRAME_PROVIDERS, &p.base);
+		run_until(never, 100);
+		st = stats(&gw2);
+		tap_ok(st.peer_usable <= 1, "a provider named twice counts once at most (peer_usable %u, known %d)",
+		    st.peer_usable, st.peer_providers_known);
+	}
+	evil_stop();
 }
 
 int
