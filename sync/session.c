@@ -723,6 +723,9 @@ rx_bulk_end(struct session *s, const Uplinkd__BulkEnd *e)
 	size_t swept;
 
 	if (!s->rx_bulk || e->epoch != s->rx_epoch) {
+		/* Harmless here (nothing is swept), but the peer's bulk state
+		 * is not ours: count it where `uplinkctl sync` shows it. */
+		s->fst.out_of_order++;
 		log_debug("sync: BulkEnd %llu without its BulkBegin ignored",
 		    (unsigned long long)e->epoch);
 		return;

@@ -390,6 +390,21 @@ test_hostile_peer(void)
 		tap_ok(st.peer_usable <= 1, "a provider named twice counts once at most (peer_usable %u, known %d)",
 		    st.peer_usable, st.peer_providers_known);
 	}
+	/* A BulkEnd without its BulkBegin. */
+	{
+		Uplinkd__BulkEnd e = UPLINKD__BULK_END__INIT;
+		uint64_t oo = gw2_rejected("out_of_order"), bf = gw2_rejected("bad_frame");
+
+		e.has_epoch = 1;
+		e.epoch = 77;
+		e.has_count = 1;
+		evil_send(FRAME_BULK_END, &e.base);
+		run_until(never, 100);
+		tap_ok(gw2_rejected("out_of_order") == oo + 1 && gw2_rejected("bad_frame") == bf + 1 &&
+		    gw2_connected() && !session_receiving_bulk(gw2.s),
+		    "a BulkEnd without its BulkBegin: ignored, counted as out_of_order (%llu -> %llu)",
+		    (unsigned long long)oo, (unsigned long long)gw2_rejected("out_of_order"));
+	}
 	evil_stop();
 }
 
