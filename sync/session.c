@@ -261,8 +261,13 @@ session_send(struct session *s, enum frame_type type, const ProtobufCMessage *ms
 		return -1;
 	}
 	if (channel_send(s->ch, s->buf, (size_t)n) == -1) {
+		/* Not queued, for want of room or of memory: either way the
+		 * flows in it are lost to the peer unless a bulk resends them
+		 * (a bulk's walk has moved past them already). */
 		if (errno == ENOBUFS)
 			session_overflow(s, "the channel's send queue is full");
+		else if (errno != ENOTCONN)
+			session_overflow(s, "queueing a frame failed (out of memory)");
 		return -1;
 	}
 	return 0;
