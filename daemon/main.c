@@ -857,6 +857,26 @@ watch_leaks(struct uplinkd *d)
 	d->leak_seen = n;
 }
 
+/* A full flow table is silent in the datapath (the kernel carries the
+ * flows regardless) but not harmless: what is not tracked is not
+ * replicated, and a takeover would not keep it. */
+static void
+watch_full(struct uplinkd *d)
+{
+	struct session_stats st = { 0 };
+	uint64_t n;
+
+	if (d->session != NULL)
+		session_get_stats(d->session, &st);
+	n = d->flows_full + st.cache_full;
+	if (n > d->full_seen)
+		log_warnx("the flow table is full (%zu flows): %llu flows (own or the peer's) "
+		    "were not tracked in the last %d s; they are not replicated and a "
+		    "takeover would not keep them", flows_count(d->flows),
+		    (unsigned long long)(n - d->full_seen), UPLINKD_WATCH_MS / 1000);
+	d->full_seen = n;
+}
+
 /* The watch trusts a check only where it saw the rules just installed. */
 static void
 watch_start(struct uplinkd *d)
@@ -881,6 +901,7 @@ on_watch_timer(void *data)
 
 	watch_rules(d);
 	watch_leaks(d);
+	watch_full(d);
 	return UPLINKD_WATCH_MS;
 }
 

@@ -89,6 +89,7 @@ struct uplinkd {
 	uint64_t safety_net;		/* mid-stream packets of known flows
 					 * whose entry was rewritten */
 	uint64_t flows_full;		/* upserts refused: table full */
+	uint64_t full_seen;		/* flows_full + the peer's refused, at the last check */
 	uint64_t resyncs;
 	uint64_t reloads;
 	uint64_t reload_failures;
