@@ -28,6 +28,7 @@
 #define CFG_FSPATH_MAX 4096		/* PATH_MAX, incl. NUL */
 #define CFG_DEFAULT_SOCKET "/run/uplinkd/uplinkd.sock"
 #define CFG_MAXKEYS 8
+#define CFG_MAX_DEPTH 16		/* collections inside collections; the schema has 5 */
 
 struct cfg_ctx {
 	const char *name;
@@ -1062,6 +1063,52 @@ cfg_yaml_error(const yaml_parser_t *parser, const char *name, const char *text,
 	errno = EINVAL;
 }
 
+/*
+ * libyaml's scanner spends time quadratic in the depth of nested flow
+ * collections (it revisits every open level for each token): a 1 MiB file
+ * of '[' would keep the parser, and the daemon's loop on a reload, busy
+ * for half an hour.  So the events are walked first and the document is
+ * built only when it is no deeper than the schema could ever use.
+ */
+static int
+cfg_check_depth(const char *name, const char *text, size_t len, char *err, size_t errlen)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	char msg[64];
+	int depth = 0, rc = 0;
+	bool end = false;
+
+	if (!yaml_parser_initialize(&parser)) {
+		cfg_report(err, errlen, name, 1, 1, NULL, "out of memory");
+		errno = ENOMEM;
+		return -1;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	while (!end && rc == 0) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			cfg_yaml_error(&parser, name, text, len, err, errlen);
+			rc = -1;
+			break;
+		}
+		if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
+			if (++depth > CFG_MAX_DEPTH) {
+				snprintf(msg, sizeof(msg), "nested deeper than %d levels",
+				    CFG_MAX_DEPTH);
+				cfg_report(err, errlen, name, ev.start_mark.line + 1,
+				    ev.start_mark.column + 1, NULL, msg);
+				errno = EINVAL;
+				rc = -1;
+			}
+		} else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+			depth--;
+		end = ev.type == YAML_STREAM_END_EVENT;
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
 struct config *
 config_parse(const char *name, const char *text, size_t len, char *err, size_t errlen)
 {
@@ -1079,6 +1126,12 @@ config_parse(const char *name, const char *text, size_t len, char *err, size_t e
 		cfg_report(err, errlen, name, 1, 1, NULL, "out of memory");
 		free(c.cfg);
 		errno = ENOMEM;
+		return NULL;
+	}
+	if (cfg_check_depth(name, text, len, err, errlen) == -1) {
+		saved = errno;
+		config_free(c.cfg);
+		errno = saved;
 		return NULL;
 	}
 	if (!yaml_parser_initialize(&parser)) {

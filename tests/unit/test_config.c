@@ -385,6 +385,25 @@ check_generated(void)
 	    "  - &p {name: isp-a, interface: wan0, gateway: 198.51.100.1, source: 198.51.100.10}\n"
 	    "  - *p\n",
 	    "t.yaml:4:15: providers[1].name: duplicate provider name \"isp-a\" (also providers[0])");
+	/*
+	 * libyaml's scanner takes time quadratic in the nesting depth of
+	 * flow collections: 20 000 unclosed '[' took a second, so the 1 MiB
+	 * a file may have would take about half an hour, in the daemon's
+	 * loop on a reload.  The schema is 5 levels deep.
+	 */
+	s = malloc(strlen(base_yaml) + 9 + 20000 + 1);
+	memcpy(s, base_yaml, strlen(base_yaml));
+	memcpy(s + strlen(base_yaml), "balance: ", 9);
+	memset(s + strlen(base_yaml) + 9, '[', 20000);
+	s[strlen(base_yaml) + 9 + 20000] = '\0';
+	check_text("20000 unclosed flow sequences", s,
+	    "t.yaml:11:25: nested deeper than 16 levels");
+	free(s);
+	snprintf(text, sizeof(text), "%sbalance: [[[[[[[[[[[[[[[]]]]]]]]]]]]]]]\n", base_yaml);
+	check_text("16 levels: the schema's own message", text,
+	    "t.yaml:11:10: balance: expected a mapping, found a sequence");
+	snprintf(text, sizeof(text), "%sbalance: [[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]\n", base_yaml);
+	check_text("17 levels", text, "t.yaml:11:25: nested deeper than 16 levels");
 
 	/* Messages are cut to the buffer and a NULL buffer is allowed. */
 	cfg = config_parse("t.yaml", "x", 1, tiny, sizeof(tiny));
