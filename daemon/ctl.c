@@ -44,7 +44,8 @@ struct ctl_client {
 	 */
 	bool polling;
 	struct ev_timer *timer;
-	int64_t last_ms;	/* last progress, for the stall timeout */
+	int64_t accepted_ms;	/* the request must be whole within the timeout */
+	int64_t last_ms;	/* last progress, for the reply's stall timeout */
 	size_t have, need;	/* request bytes received, and expected */
 	unsigned char buf[CTL_HDR_LEN + CTL_MAX_REQUEST];
 	char *reply;
@@ -401,7 +402,15 @@ ctl_client_timer(void *data)
 
 	if (c->polling && !ctl_client_flush(c))
 		return EV_TIMER_STOP;	/* written (or broken) and closed */
-	idle = ev_now_ms(ctl->loop) - c->last_ms;
+	/*
+	 * A request is small and sent in one go, so it gets the timeout from
+	 * the accept: counted from the last byte, a client sending one byte
+	 * just before each timeout would hold its slot for hours (and 32 of
+	 * them would lock keepalived's "uplinkctl ha" out).  A reply can be
+	 * megabytes for a slow reader, so there only a stall counts.
+	 */
+	idle = ev_now_ms(ctl->loop) -
+	    (c->state == CTL_READING ? c->accepted_ms : c->last_ms);
 	if (idle < ctl->timeout_ms) {
 		int64_t left = ctl->timeout_ms - idle;
 
@@ -500,7 +509,7 @@ ctl_accept(int lfd, void *data)
 		c->fd = fd;
 		c->slot = slot;
 		c->need = CTL_HDR_LEN;
-		c->last_ms = ev_now_ms(ctl->loop);
+		c->accepted_ms = c->last_ms = ev_now_ms(ctl->loop);
 		c->timer = ev_timer_add(ctl->loop, ctl->timeout_ms,
 		    ctl_client_timer, c);
 		if (c->timer == NULL || ev_fd_add(ctl->loop, fd, ctl_client_read,

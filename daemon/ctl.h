@@ -21,8 +21,9 @@
  *
  * The server checks magic, version, type, length and the argument encoding
  * before a handler sees the request; anything else is answered with an
- * error reply and counted, never trusted.  A client that stalls is dropped
- * after CTL_TIMEOUT_MS.
+ * error reply and counted, never trusted.  A client whose request is not
+ * whole CTL_TIMEOUT_MS after the accept, or whose reply makes no progress
+ * for that long, is dropped.
  */
 #ifndef UPLINKD_CTL_H
 #define UPLINKD_CTL_H
@@ -148,9 +149,10 @@ void ctl_register(struct ctl *ctl, enum ctl_type type, ctl_handler handler,
     void *data);
 const struct ctl_stats *ctl_stats(const struct ctl *ctl);
 /*
- * How long a client may stall (no byte read or written) before it is
- * dropped; CTL_TIMEOUT_MS by default.  Applies to clients accepted from
- * now on; tests use it to exercise the timeout quickly.
+ * How long a client may take to send its whole request, and how long its
+ * reply may stall (no byte written), before it is dropped; CTL_TIMEOUT_MS
+ * by default.  Applies to clients accepted from now on; tests use it to
+ * exercise the timeout quickly.
  */
 void ctl_set_timeout(struct ctl *ctl, int timeout_ms);
 

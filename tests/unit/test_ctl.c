@@ -434,6 +434,65 @@ test_malformed(void)
 	}
 }
 
+struct drip {
+	int fd;
+	const unsigned char *data;
+	size_t off, len;
+};
+
+static int64_t
+on_drip(void *data)
+{
+	struct drip *d = data;
+
+	if (d->off == d->len || send(d->fd, d->data + d->off, 1, MSG_NOSIGNAL) != 1)
+		return EV_TIMER_STOP;
+	d->off++;
+	return 40;
+}
+
+/*
+ * A client that sends its request a byte at a time, each well within the
+ * timeout, must not keep its slot for longer than the timeout: at 5 s a
+ * byte, 32 of them would lock keepalived's "uplinkctl ha" out for hours.
+ */
+static void
+test_drip(void)
+{
+	unsigned char buf[sizeof(struct ctl_req_hdr) + 100];
+	char payload[100];
+	struct conn c = { .fd = client_connect(sock_path) };
+	struct drip d = { c.fd, buf, 0, 0 };
+	struct ctl_reply_hdr h;
+	struct ev_timer *t;
+	int64_t start;
+	bool closed;
+
+	memset(payload, 'x', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	d.len = build(buf, CTL_MAGIC, CTL_VERSION, CTL_STATUS, 0, sizeof(payload),
+	    payload, sizeof(payload));
+	snap();
+	start = ev_clock_us();
+	t = ev_timer_add(loop, 0, on_drip, &d);
+	closed = run_until_eof(&c);
+	ev_timer_del(loop, t);
+	tap_ok(closed && d.off < d.len, "a client dripping its request is dropped "
+	    "(%s after %zu of %zu bytes, %lld ms)", closed ? "closed" : "still open",
+	    d.off, d.len, (long long)((ev_clock_us() - start) / 1000));
+	memset(&h, 0, sizeof(h));
+	if (c.len >= sizeof(h))
+		memcpy(&h, c.buf, sizeof(h));
+	tap_ok(h.magic == CTL_MAGIC && h.status == CTL_FAILED &&
+	    c.len == sizeof(h) + h.length &&
+	    strncmp(c.buf + sizeof(h), "request timed out", h.length) == 0,
+	    "dripping client: \"request timed out\"");
+	tap_ok(only(FIELD(timeouts), 1), "dripping client: counted in timeouts");
+	close(c.fd);
+	free(c.buf);
+	tap_ok(serves(), "dripping client: server still serves");
+}
+
 static void
 test_timeout(void)
 {
@@ -447,6 +506,7 @@ test_timeout(void)
 	n = build(buf, CTL_MAGIC, CTL_VERSION, CTL_STATUS, 0, 8, "abc", 3);
 	reject(buf, n, false, FIELD(timeouts), CTL_FAILED, "request timed out",
 	    "stalled in the payload");
+	test_drip();
 	ctl_set_timeout(ctl, CTL_TIMEOUT_MS);
 }
 
