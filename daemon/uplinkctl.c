@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "config.h"
 #include "ctl.h"
@@ -188,6 +189,22 @@ check_provider(const struct command *cmd, const char *name)
 	if (strlen(name) >= CFG_NAME_MAX) {
 		usage_error(cmd, "provider name \"%s\" is longer than %d bytes",
 		    name, CFG_NAME_MAX - 1);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A socket path that does not fit sun_path can never be reached: that is
+ * the caller's mistake (exit 2), not a daemon that is down (exit 3).
+ */
+static bool
+check_socket(const struct command *cmd, const char *what, const char *path)
+{
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+
+	if (strlen(path) > max) {
+		usage_error(cmd, "%s \"%s\" is longer than %zu bytes", what, path, max);
 		return false;
 	}
 	return true;
@@ -517,6 +534,8 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 		    "--peer-socket (the nodes cannot see each other while it is cut)");
 		return PARSE_USAGE;
 	}
+	if (o->peer_socket != NULL && !check_socket(cmd, "--peer-socket", o->peer_socket))
+		return PARSE_USAGE;
 	if (o->mode != DRILL_GRACEFUL && o->peer_socket == NULL) {
 		usage_error(cmd, "--mode %s needs --peer-socket: the failed node cannot report "
 		    "what its peer did", drill_mode_name(o->mode));
@@ -895,6 +914,8 @@ main(int argc, char **argv)
 		usage_error(NULL, "empty socket path");
 		return EXIT_USAGE;
 	}
+	if (!check_socket(NULL, "socket path", socket_path))
+		return EXIT_USAGE;
 
 	if (cmd->run_here != NULL)
 		return cmd->run_here(&args, socket_path, json);

@@ -95,6 +95,14 @@ usage '--provider given twice' "flows --provider twice" flows -p a -p b
 usage 'unknown option "--force"' "undrain with an unknown option" undrain --force isp-a
 usage 'bad provider name ""' "drain with an empty name" drain ''
 usage 'empty socket path' "empty socket path" -s '' status
+# sun_path holds 107 bytes and a NUL: a longer path can never be reached,
+# whether or not a daemon runs, so it is the caller's mistake.
+long_sock=/tmp/$(printf 'a%.0s' $(seq 120))
+usage 'socket path .* is longer than 107 bytes' "socket path too long" -s "$long_sock" status
+usage 'socket path .* is longer than 107 bytes' "socket path too long for drill" \
+    -s "$long_sock" drill --mode graceful
+usage '--peer-socket .* is longer than 107 bytes' "peer socket path too long" \
+    drill --mode kill --fail-cmd true --peer-socket "$long_sock"
 usage 'drill: missing --mode' "drill without a mode" drill
 usage 'bad mode "bogus"' "drill with an unknown mode" drill --mode bogus
 usage '--mode kill needs --fail-cmd' "drill kill without a way to kill" drill -m kill
