@@ -9,6 +9,7 @@
  * Exit status (fixed): 0 ok, 1 operation failed, 2 usage error, 3 daemon
  * not reachable.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -403,10 +404,12 @@ struct secs_opt {
 };
 
 /* argv[*i] as one of opts (a number of seconds into base + offset): 1
- * taken, 0 not one of them, -1 usage error (printed). */
+ * taken, 0 not one of them, -1 usage error (printed).  *seen has bit k
+ * set once opts[k] was given: a second one is a usage error, as for the
+ * other commands' options. */
 static int
 secs_option(const struct command *cmd, int argc, char **argv, int *i,
-    const struct secs_opt *opts, size_t nopts, void *base)
+    const struct secs_opt *opts, size_t nopts, void *base, unsigned *seen)
 {
 	for (size_t k = 0; k < nopts; k++) {
 		unsigned long n;
@@ -419,9 +422,15 @@ secs_option(const struct command *cmd, int argc, char **argv, int *i,
 				return -1;
 			continue;
 		}
+		if (*seen & 1u << k) {
+			usage_error(cmd, "%s given twice", opts[k].name);
+			return -1;
+		}
+		*seen |= 1u << k;
 		errno = 0;
 		n = strtoul(v, &end, 10);
-		if (errno || *end || v[0] == '\0' || v[0] == '-' || n < opts[k].min ||
+		/* Digits only: strtoul() would also take "+5" and " 5". */
+		if (errno || *end || !isdigit((unsigned char)v[0]) || n < opts[k].min ||
 		    n > opts[k].max) {
 			usage_error(cmd, "%s: \"%s\" is not a number of seconds (%u..%u)",
 			    opts[k].name, v, opts[k].min, opts[k].max);
@@ -455,6 +464,7 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 	};
 	struct drill_opts *o = &out->drill;
 	bool have_mode = false;
+	unsigned secs_seen = 0;
 
 	o->timeout_s = 30;
 	o->settle_s = 5;
@@ -481,6 +491,10 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 		if ((rc = option_value(cmd, argc, argv, &i, "--mode", "-m", &v)) == -1)
 			return PARSE_USAGE;
 		if (rc == 1) {
+			if (have_mode) {
+				usage_error(cmd, "--mode given twice");
+				return PARSE_USAGE;
+			}
 			if (drill_mode_parse(v, &o->mode) == -1) {
 				usage_error(cmd, "bad mode \"%s\" (graceful, kill, link, node "
 				    "or sync-cut)", v);
@@ -498,13 +512,17 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 					usage_error(cmd, "%s: empty value", str_opts[k].name);
 					return PARSE_USAGE;
 				}
+				if (*(const char **)((char *)o + str_opts[k].offset) != NULL) {
+					usage_error(cmd, "%s given twice", str_opts[k].name);
+					return PARSE_USAGE;
+				}
 				*(const char **)((char *)o + str_opts[k].offset) = v;
 				matched = true;
 			}
 		}
 		if (!matched) {
 			if ((rc = secs_option(cmd, argc, argv, &i, secs_opts,
-			    sizeof(secs_opts) / sizeof(secs_opts[0]), o)) == -1)
+			    sizeof(secs_opts) / sizeof(secs_opts[0]), o, &secs_seen)) == -1)
 				return PARSE_USAGE;
 			matched = rc == 1;
 		}
@@ -558,6 +576,7 @@ parse_handover(const struct command *cmd, int argc, char **argv,
 		{ "--hold", offsetof(struct handover_opts, hold_s), 10, 3600 },
 	};
 	struct handover_opts *o = &out->handover;
+	unsigned secs_seen = 0;
 
 	o->timeout_s = 120;
 	o->stable_s = 3;
@@ -571,7 +590,7 @@ parse_handover(const struct command *cmd, int argc, char **argv,
 			continue;
 		}
 		if ((rc = secs_option(cmd, argc, argv, &i, secs_opts,
-		    sizeof(secs_opts) / sizeof(secs_opts[0]), o)) == -1)
+		    sizeof(secs_opts) / sizeof(secs_opts[0]), o, &secs_seen)) == -1)
 			return PARSE_USAGE;
 		if (rc == 1)
 			continue;
