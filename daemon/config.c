@@ -859,6 +859,15 @@ cfg_parse_providers(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 	if (count < 2)
 		return cfg_error(c, n, path, "at least 2 providers are required, found %zu",
 		    count);
+	for (size_t i = 0; i < c->cfg->lan.nnetworks; i++) {
+		if (c->cfg->lan.networks[i].addr.family != AF_INET)
+			continue;
+		for (size_t j = 0; j < count; j++)
+			if (config_provider_balanced(c->cfg, j))
+				return 0;
+		return cfg_error(c, n, path, "no provider is IPv4, but lan.networks has IPv4 "
+		    "prefixes: uplinkd balances and translates IPv4 connections only");
+	}
 	return 0;
 }
 
@@ -1442,4 +1451,10 @@ config_provider_index(const struct config *cfg, const char *name)
 		if (strcmp(cfg->providers[i].name, name) == 0)
 			return (int)i;
 	return -1;
+}
+
+bool
+config_provider_balanced(const struct config *cfg, size_t i)
+{
+	return i < cfg->nproviders && cfg->providers[i].source.family == AF_INET;
 }

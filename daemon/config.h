@@ -117,5 +117,9 @@ const char *config_algorithm_name(enum cfg_algorithm alg);
 int config_parse_duration(const char *s, uint32_t *ms);
 /* Index of the provider with this name, or -1. */
 int config_provider_index(const struct config *cfg, const char *name);
+/* Whether new connections may be given provider i: uplinkd queues and
+ * translates IPv4 connections only (rules.c), so an IPv6 provider has
+ * its health checked and its routes kept but carries none of them. */
+bool config_provider_balanced(const struct config *cfg, size_t i);
 
 #endif

@@ -877,6 +877,31 @@ watch_full(struct uplinkd *d)
 	d->full_seen = n;
 }
 
+/* What the config lets an operator write but the datapath does not do:
+ * said at start and at each reload, not silently ignored. */
+static void
+warn_unbalanced(const struct config *cfg)
+{
+	char buf[NETADDR_STRLEN + 8];
+	size_t n4 = 0;
+
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		if (config_provider_balanced(cfg, i))
+			n4++;
+		else
+			log_warnx("provider %s is IPv6: its health is checked and its routes are "
+			    "kept, but it carries no connections (uplinkd balances and translates "
+			    "IPv4 connections only)", cfg->providers[i].name);
+	}
+	for (size_t i = 0; i < cfg->lan.nnetworks; i++)
+		if (cfg->lan.networks[i].addr.family != AF_INET)
+			log_warnx("lan.networks %s is IPv6: its connections are not balanced and "
+			    "follow the main routing table", netprefix_str(&cfg->lan.networks[i],
+			    buf, sizeof(buf)));
+	if (n4 == 1)
+		log_warnx("only one provider is IPv4: every IPv4 connection goes through it");
+}
+
 /* The watch trusts a check only where it saw the rules just installed. */
 static void
 watch_start(struct uplinkd *d)
@@ -1117,6 +1142,7 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 	if (resyncing || marks_changed)
 		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS);
 	log_info("configuration reloaded from %s", d->cfg->path);
+	warn_unbalanced(d->cfg);
 	notify_ready();
 	return 0;
 fail:
@@ -1259,6 +1285,7 @@ run(struct uplinkd *d)
 	ctl_register(d->ctl, CTL_DRILL, ctl_drill, d);
 	ctl_register(d->ctl, CTL_RELOAD, ctl_reload, d);
 	report_register(d);
+	warn_unbalanced(d->cfg);
 	log_info("node %s running: %zu providers, %s, queues %u..%u, %ld existing flows",
 	    d->cfg->node, d->cfg->nproviders, config_algorithm_name(d->cfg->balance.algorithm),
 	    d->cfg->queue.first, d->cfg->queue.first + d->cfg->queue.count - 1, n);
@@ -1369,8 +1396,10 @@ main(int argc, char *argv[])
 			rc = config_print(d.cfg, stdout);
 		else if (print_rules)
 			rc = rules_print(d.cfg, stdout);
-		else
+		else {
+			warn_unbalanced(d.cfg);
 			rc = 0;
+		}
 		config_free(d.cfg);
 		return rc == 0 ? 0 : 1;
 	}

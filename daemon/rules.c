@@ -49,14 +49,19 @@ rules_fallback_buckets(const struct config *cfg, const bool *usable,
     size_t bucket_provider[RULES_MAX_BUCKETS])
 {
 	unsigned w[CFG_MAX_PROVIDERS] = { 0 }, g = 0, sum = 0;
-	bool any = false;
+	bool any = false, balanced = false;
 	size_t n = 0;
 
-	for (size_t i = 0; i < cfg->nproviders; i++)
-		any |= rules_is_usable(usable, i);
-	/* With nothing usable, spread over all providers: the kernel
-	 * fallback must never leave traffic unmarked. */
 	for (size_t i = 0; i < cfg->nproviders; i++) {
+		balanced |= config_provider_balanced(cfg, i);
+		any |= config_provider_balanced(cfg, i) && rules_is_usable(usable, i);
+	}
+	/* With nothing usable, spread over all the providers that carry
+	 * connections: the kernel fallback must never leave traffic
+	 * unmarked, nor mark it for a provider with no IPv4 SNAT. */
+	for (size_t i = 0; i < cfg->nproviders; i++) {
+		if (balanced && !config_provider_balanced(cfg, i))
+			continue;
 		if (any && !rules_is_usable(usable, i))
 			continue;
 		w[i] = cfg->providers[i].weight;

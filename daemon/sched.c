@@ -54,7 +54,8 @@ struct sched {
 	uint64_t skip[CFG_MAX_PROVIDERS];
 	uint8_t by_name[CFG_MAX_PROVIDERS];	/* indexes sorted by name */
 
-	uint32_t usable;	/* health up and not draining */
+	uint32_t eligible;	/* may carry connections at all (config_provider_balanced) */
+	uint32_t usable;	/* eligible, health up and not draining */
 	uint32_t good;		/* last non-empty usable set */
 	uint32_t active;	/* what picks choose from: usable, or good */
 
@@ -116,7 +117,14 @@ sched_create(const struct config *cfg)
 	if (s->sticky_ms > 0 &&
 	    (s->sticky = calloc(SCHED_STICKY_SIZE, sizeof(*s->sticky))) == NULL)
 		goto fail;
-	s->usable = (uint32_t)((1ULL << s->n) - 1);
+	for (i = 0; i < s->n; i++)
+		if (config_provider_balanced(cfg, i))
+			s->eligible |= 1u << i;
+	/* Nothing is queued then (rules.c queues IPv4 only), but a pick must
+	 * still name a provider. */
+	if (s->eligible == 0)
+		s->eligible = (uint32_t)((1ULL << s->n) - 1);
+	s->usable = s->eligible;
 	sched_update(s);
 	return s;
 fail:
@@ -157,7 +165,7 @@ sched_set_usable(struct sched *s, size_t provider, bool usable)
 {
 	if (provider >= s->n)
 		return;
-	if (usable)
+	if (usable && (s->eligible & (1u << provider)))
 		s->usable |= 1u << provider;
 	else
 		s->usable &= ~(1u << provider);

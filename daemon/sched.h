@@ -13,7 +13,8 @@
  * it while that provider is usable and the host was seen within the
  * timeout (bounded table, least recently used entry evicted when full).
  *
- * Only usable providers (health up and not draining) are chosen.  When none
+ * Only usable providers (health up and not draining) are chosen, and never
+ * one that config_provider_balanced() says carries no connections.  When none
  * is usable the scheduler picks from the last set that was usable ("last
  * known good") and sched_degraded() says so: dropping traffic is worse
  * than trying a provider that may have come back.

@@ -76,6 +76,17 @@ main(void)
 	tap_ok(n == 5, "weights reduced by their gcd (%zu)", n);
 	cfg->providers[0].weight = 2;
 	cfg->providers[1].weight = 1;
+	/* An IPv6 provider has no IPv4 SNAT: the fallback never marks for it. */
+	provider(cfg, 2, "v6-c", "wan2", "2001:db8::1", "2001:db8::10", 5);
+	cfg->nproviders = 3;
+	n = rules_fallback_buckets(cfg, NULL, bucket);
+	tap_ok(n == 3 && bucket[0] == 0 && bucket[1] == 0 && bucket[2] == 1,
+	    "an IPv6 provider gets no fallback bucket (%zu)", n);
+	usable[0] = usable[1] = false;
+	usable[2] = true;
+	n = rules_fallback_buckets(cfg, usable, bucket);
+	tap_ok(n == 3 && bucket[2] == 1, "... not even when it is the only one usable");
+	cfg->nproviders = 2;
 
 	ipt = rules_render_iptables(cfg, NULL);
 	tap_ok(ipt != NULL, "iptables rules render");

@@ -36,6 +36,7 @@ mkcfg(enum cfg_algorithm alg, uint32_t sticky_ms, const unsigned *w, size_t n)
 	for (i = 0; i < n; i++) {
 		strcpy(cfg->providers[i].name, names[i]);	/* short literals */
 		cfg->providers[i].weight = w[i];
+		cfg->providers[i].source.family = AF_INET;
 	}
 	return cfg;
 }
@@ -376,6 +377,43 @@ test_sticky(void)
 	sched_destroy(s);
 }
 
+/* IPv4 connections only are queued and translated: an IPv6 provider
+ * never gets one, not even from last known good. */
+static void
+test_ipv6_provider(enum cfg_algorithm alg)
+{
+	const unsigned w[] = { 1, 5, 1 };
+	struct config *cfg = mkcfg(alg, alg == CFG_ALG_WRR ? 60000 : 0, w, 3);
+	struct sched *s;
+	uint64_t flows[3] = { 0 };
+	int on_v6 = 0, picks[3] = { 0 };
+
+	cfg->providers[1].source.family = AF_INET6;
+	s = sched_create(cfg);
+	free(cfg);
+	for (int i = 0; i < 3000; i++) {
+		struct sched_tuple t = rand_tuple();
+		size_t p = sched_pick(s, &t, flows, i);
+
+		picks[p]++;
+		flows[p]++;
+	}
+	on_v6 += picks[1];
+	sched_set_usable(s, 1, true);
+	tap_ok(!sched_usable(s, 1), "%s: an IPv6 provider is never usable", algs[alg]);
+	sched_set_usable(s, 0, false);
+	sched_set_usable(s, 2, false);
+	for (int i = 0; i < 1000; i++) {
+		struct sched_tuple t = rand_tuple();
+
+		on_v6 += sched_pick(s, &t, flows, 10000 + i) == 1;
+	}
+	tap_ok(on_v6 == 0 && picks[0] > 0 && picks[2] > 0 && sched_degraded(s),
+	    "%s: IPv6 provider (weight 5 of 7) got no IPv4 connection, also degraded "
+	    "(%d/%d/%d, then %d)", algs[alg], picks[0], picks[1], picks[2], on_v6);
+	sched_destroy(s);
+}
+
 int
 main(void)
 {
@@ -400,5 +438,7 @@ main(void)
 	test_source_hash();
 	test_maglev();
 	test_sticky();
+	for (alg = CFG_ALG_WRR; alg <= CFG_ALG_MAGLEV; alg++)
+		test_ipv6_provider(alg);
 	return tap_done();
 }
