@@ -5,7 +5,8 @@
  * running) -> HANDSHAKE -> UP.  Inbound connections wait in a small fixed
  * array of pending slots so that a flood of half-open or plaintext clients
  * costs at most CHANNEL_MAX_PENDING handshakes, each bounded by the
- * handshake timeout.
+ * handshake timeout; the configured peer's address is never locked out
+ * by them (chan_on_accept).
  *
  * The greeting.  In TLS 1.3 the client finishes its handshake before the
  * server has looked at the client's certificate: a dialer whose own
@@ -76,6 +77,7 @@ struct chan_conn {
 	bool read_wants_write;	/* SSL_read returned WANT_WRITE */
 	bool write_wants_read;	/* SSL_write returned WANT_READ */
 	bool peer_closed;	/* the peer's end closed or reset it */
+	bool from_peer;		/* inbound from the configured peer's address */
 	bool rx_drained;	/* the last read() left the socket empty */
 	enum conn_phase phase;
 	size_t go_seen;
@@ -731,25 +733,22 @@ ep_to_sa(const struct netendpoint *ep, struct sockaddr_storage *ss)
 }
 
 static void
-sa_str(const struct sockaddr_storage *ss, char *buf, size_t len)
+sa_to_ep(const struct sockaddr_storage *ss, struct netendpoint *ep)
 {
-	struct netendpoint ep;
-
-	memset(&ep, 0, sizeof(ep));
+	memset(ep, 0, sizeof(*ep));
 	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 
-		ep.addr.family = AF_INET6;
-		memcpy(ep.addr.a, &s6->sin6_addr, 16);
-		ep.port = ntohs(s6->sin6_port);
+		ep->addr.family = AF_INET6;
+		memcpy(ep->addr.a, &s6->sin6_addr, 16);
+		ep->port = ntohs(s6->sin6_port);
 	} else {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 
-		ep.addr.family = AF_INET;
-		memcpy(ep.addr.a, &s4->sin_addr, 4);
-		ep.port = ntohs(s4->sin_port);
+		ep->addr.family = AF_INET;
+		memcpy(ep->addr.a, &s4->sin_addr, 4);
+		ep->port = ntohs(s4->sin_port);
 	}
-	netendpoint_str(&ep, buf, len);
 }
 
 /* Takes ownership of fd (closed on failure). */
@@ -872,8 +871,10 @@ chan_on_accept(int fd, void *data)
 	for (int n = 0; n < CHANNEL_ACCEPT_BURST && !ch->destroyed; n++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
+		struct netendpoint ep;
 		char addr[NETENDPOINT_STRLEN];
 		int cfd, slot = -1;
+		bool from_peer;
 
 		cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd == -1) {
@@ -883,10 +884,27 @@ chan_on_accept(int fd, void *data)
 				log_warn("channel: accept");
 			break;
 		}
-		sa_str(&ss, addr, sizeof(addr));
+		sa_to_ep(&ss, &ep);
+		netendpoint_str(&ep, addr, sizeof(addr));
+		from_peer = netaddr_eq(&ep.addr, &ch->cfg->sync.peer.addr);
 		for (int i = 0; i < CHANNEL_MAX_PENDING && slot < 0; i++)
 			if (ch->pending[i] == NULL)
 				slot = i;
+		/*
+		 * Anyone who reaches the port can fill the slots with silent
+		 * handshakes, one timeout at a time.  The peer's own address
+		 * does not wait behind them: it takes the slot of one that
+		 * comes from elsewhere.
+		 */
+		for (int i = 0; i < CHANNEL_MAX_PENDING && slot < 0 && from_peer; i++)
+			if (!ch->pending[i]->from_peer) {
+				ch->st.accept_refused++;
+				chan_error(ch, "dropped the handshake of %s for one from the "
+				    "peer's address (%s)", ch->pending[i]->addr, addr);
+				log_debug("channel: %s", ch->st.last_error);
+				conn_close(ch->pending[i]);
+				slot = i;
+			}
 		if (slot < 0) {
 			/* Not an auth failure: nobody has been asked for a
 			 * certificate yet. */
@@ -901,6 +919,7 @@ chan_on_accept(int fd, void *data)
 			log_warn("channel: connection from %s", addr);
 			continue;
 		}
+		ch->pending[slot]->from_peer = from_peer;
 		log_debug("channel: connection from %s", addr);
 	}
 	chan_leave(ch);

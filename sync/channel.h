@@ -58,7 +58,9 @@ struct channel_stats {
 	uint64_t bytes_in, bytes_out;
 	uint64_t send_refused;		/* channel_send over the bound */
 	uint64_t accept_refused;	/* inbound TCP closed at once: too
-					 * many handshakes already pending */
+					 * many handshakes already pending (the
+					 * peer's address takes the slot of one
+					 * from elsewhere, which counts here) */
 	char last_error[160];
 	int64_t last_error_ms;		/* monotonic, 0 if none */
 	bool closed_by_peer;		/* the last connection lost was closed

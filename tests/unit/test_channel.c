@@ -229,8 +229,10 @@ side_create(struct side *s, const char *peer_name, const char *certdir, const ch
 	return -1;
 }
 
+/* From 127.0.0.1, the peer's configured address, or from `from` (another
+ * loopback address) when it is not 0. */
 static int
-tcp_connect(uint16_t port)
+tcp_connect_from(uint16_t port, uint32_t from)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
 	struct timeval tv = { 5, 0 };
@@ -238,6 +240,15 @@ tcp_connect(uint16_t port)
 
 	if (fd == -1)
 		return -1;
+	if (from != 0) {
+		struct sockaddr_in src = { .sin_family = AF_INET };
+
+		src.sin_addr.s_addr = htonl(from);
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src)) == -1) {
+			close(fd);
+			return -1;
+		}
+	}
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -246,6 +257,12 @@ tcp_connect(uint16_t port)
 		return -1;
 	}
 	return fd;
+}
+
+static int
+tcp_connect(uint16_t port)
+{
+	return tcp_connect_from(port, 0);
 }
 
 enum bad_kind { BAD_TLS, BAD_TLS_NOCERT, BAD_PLAIN, BAD_RANDOM };
@@ -517,13 +534,40 @@ main(void)
 		run_for(50);
 	}
 
-	/* channel_close: the dialer reconnects after backoff. */
-	channel_close(gw1.ch, "test");
-	tap_ok(gw1.downs == 1, "channel_close reports DOWN");
-	channel_get_stats(gw1.ch, &st1);
-	tap_ok(strstr(st1.last_error, "test") != NULL, "reason kept: %s", st1.last_error);
-	tap_ok(!st1.closed_by_peer, "a close here is not the peer's");
-	tap_ok(run_until(both_up, NULL, 10000) && gw1.ups == 2, "reconnected after close");
+	/*
+	 * channel_close: the dialer reconnects after backoff.  Meanwhile four
+	 * silent clients from another address hold every handshake slot for
+	 * a minute: the peer, from its configured address, still gets in, in
+	 * the slot of one of them.
+	 */
+	{
+		int fds[4], n = 0;
+
+		channel_set_handshake_timeout(gw2.ch, 60000);
+		for (int i = 0; i < 4; i++)
+			if ((fds[i] = tcp_connect_from(p2, 0x7f000002)) != -1)
+				n++;
+		run_for(200);
+		tap_ok(n == 4, "four silent clients from 127.0.0.2 hold every handshake slot");
+		channel_get_stats(gw2.ch, &st2);
+		g.refused = st2.accept_refused;
+		channel_close(gw1.ch, "test");
+		tap_ok(gw1.downs == 1, "channel_close reports DOWN");
+		channel_get_stats(gw1.ch, &st1);
+		tap_ok(strstr(st1.last_error, "test") != NULL, "reason kept: %s", st1.last_error);
+		tap_ok(!st1.closed_by_peer, "a close here is not the peer's");
+		tap_ok(run_until(both_up, NULL, 10000) && gw1.ups == 2,
+		    "reconnected after close, through the held slots");
+		channel_get_stats(gw2.ch, &st2);
+		tap_ok(st2.accept_refused == g.refused + 1 &&
+		    strstr(st2.last_error, "for one from the peer's address") != NULL,
+		    "one silent client dropped for the peer (%s)", st2.last_error);
+		for (int i = 0; i < 4; i++)
+			if (fds[i] != -1)
+				close(fds[i]);
+		channel_set_handshake_timeout(gw2.ch, 0);
+		run_for(200);
+	}
 
 	/* The dialed side restarts: the dialer finds it again. */
 	channel_destroy(gw2.ch);
