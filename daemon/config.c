@@ -838,6 +838,7 @@ cfg_parse_providers(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 {
 	struct cfg_pnodes pn[CFG_MAX_PROVIDERS];
 	char ipath[CFG_KEYPATH_MAX];
+	bool lan4 = false, provider4 = false;
 	size_t count;
 
 	if (cfg_expect(c, n, path, YAML_SEQUENCE_NODE) == -1)
@@ -859,15 +860,13 @@ cfg_parse_providers(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 	if (count < 2)
 		return cfg_error(c, n, path, "at least 2 providers are required, found %zu",
 		    count);
-	for (size_t i = 0; i < c->cfg->lan.nnetworks; i++) {
-		if (c->cfg->lan.networks[i].addr.family != AF_INET)
-			continue;
-		for (size_t j = 0; j < count; j++)
-			if (config_provider_balanced(c->cfg, j))
-				return 0;
+	for (size_t i = 0; i < c->cfg->lan.nnetworks; i++)
+		lan4 |= c->cfg->lan.networks[i].addr.family == AF_INET;
+	for (size_t i = 0; i < count; i++)
+		provider4 |= config_provider_balanced(c->cfg, i);
+	if (lan4 && !provider4)
 		return cfg_error(c, n, path, "no provider is IPv4, but lan.networks has IPv4 "
 		    "prefixes: uplinkd balances and translates IPv4 connections only");
-	}
 	return 0;
 }
 
