@@ -404,12 +404,11 @@ struct secs_opt {
 };
 
 /* argv[*i] as one of opts (a number of seconds into base + offset): 1
- * taken, 0 not one of them, -1 usage error (printed).  *seen has bit k
- * set once opts[k] was given: a second one is a usage error, as for the
- * other commands' options. */
+ * taken, 0 not one of them, -1 usage error (printed).  A later one wins,
+ * so that a wrapper can put its defaults first (tests/lab/drill.sh). */
 static int
 secs_option(const struct command *cmd, int argc, char **argv, int *i,
-    const struct secs_opt *opts, size_t nopts, void *base, unsigned *seen)
+    const struct secs_opt *opts, size_t nopts, void *base)
 {
 	for (size_t k = 0; k < nopts; k++) {
 		unsigned long n;
@@ -422,11 +421,6 @@ secs_option(const struct command *cmd, int argc, char **argv, int *i,
 				return -1;
 			continue;
 		}
-		if (*seen & 1u << k) {
-			usage_error(cmd, "%s given twice", opts[k].name);
-			return -1;
-		}
-		*seen |= 1u << k;
 		errno = 0;
 		n = strtoul(v, &end, 10);
 		/* Digits only: strtoul() would also take "+5" and " 5". */
@@ -464,7 +458,6 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 	};
 	struct drill_opts *o = &out->drill;
 	bool have_mode = false;
-	unsigned secs_seen = 0;
 
 	o->timeout_s = 30;
 	o->settle_s = 5;
@@ -522,7 +515,7 @@ parse_drill(const struct command *cmd, int argc, char **argv,
 		}
 		if (!matched) {
 			if ((rc = secs_option(cmd, argc, argv, &i, secs_opts,
-			    sizeof(secs_opts) / sizeof(secs_opts[0]), o, &secs_seen)) == -1)
+			    sizeof(secs_opts) / sizeof(secs_opts[0]), o)) == -1)
 				return PARSE_USAGE;
 			matched = rc == 1;
 		}
@@ -576,7 +569,6 @@ parse_handover(const struct command *cmd, int argc, char **argv,
 		{ "--hold", offsetof(struct handover_opts, hold_s), 10, 3600 },
 	};
 	struct handover_opts *o = &out->handover;
-	unsigned secs_seen = 0;
 
 	o->timeout_s = 120;
 	o->stable_s = 3;
@@ -590,7 +582,7 @@ parse_handover(const struct command *cmd, int argc, char **argv,
 			continue;
 		}
 		if ((rc = secs_option(cmd, argc, argv, &i, secs_opts,
-		    sizeof(secs_opts) / sizeof(secs_opts[0]), o, &secs_seen)) == -1)
+		    sizeof(secs_opts) / sizeof(secs_opts[0]), o)) == -1)
 			return PARSE_USAGE;
 		if (rc == 1)
 			continue;
@@ -773,7 +765,10 @@ static const struct command commands[] = {
 		"        step-down, but the failback is not checked).\n"
 		"    --force\n"
 		"        Run although the pair is not in sync; the flows the standby\n"
-		"        could not carry are listed in the report.\n",
+		"        could not carry are listed in the report.\n"
+		"    What the drill does (--mode, --peer-socket and the commands)\n"
+		"    may be given once.  Of the SECONDS options a later one wins, so\n"
+		"    that a wrapper can put its defaults first.\n",
 		parse_drill, run_drill,
 	},
 	{
