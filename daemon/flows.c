@@ -355,6 +355,12 @@ flows_count(const struct flows *ft)
 }
 
 size_t
+flows_capacity(const struct flows *ft)
+{
+	return ft->max;
+}
+
+size_t
 flows_count_origin(const struct flows *ft, enum flow_origin origin)
 {
 	if ((unsigned)origin > FLOW_PEER)

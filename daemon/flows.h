@@ -86,6 +86,8 @@ const struct flow *flows_lookup(const struct flows *ft, const struct flow_key *k
 void flows_prefetch(const struct flows *ft, const struct flow_key *key);
 
 size_t flows_count(const struct flows *ft);
+/* The most flows the table holds (max_flows of flows_create). */
+size_t flows_capacity(const struct flows *ft);
 size_t flows_count_origin(const struct flows *ft, enum flow_origin origin);
 /* Flows of either origin on this provider. */
 uint64_t flows_count_provider(const struct flows *ft, size_t provider);

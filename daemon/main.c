@@ -740,6 +740,7 @@ ha_evaluate(struct uplinkd *d)
 		in.peer_connected = st.connected;
 		in.peer_closed = st.peer_closed;
 		in.in_sync = st.in_sync;
+		in.peer_missing = st.rx_missing > 0;
 		in.peer_known = st.peer_providers_known;
 		in.usable_peer = st.peer_usable;
 	}

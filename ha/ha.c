@@ -323,7 +323,10 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 		/* A master holds the live state: what a returning peer sends
 		 * is its own few flows, and a penalty here could hand the
 		 * addresses to a node that has just started. */
-		if (in->peer_connected && !in->in_sync && ha->role != HA_MASTER)
+		if (in->peer_connected && in->peer_missing && ha->role != HA_MASTER)
+			snprintf(why, sizeof(why), "the flow table is full: some of the peer's "
+			    "flows are not here");
+		else if (in->peer_connected && !in->in_sync && ha->role != HA_MASTER)
 			snprintf(why, sizeof(why), "receiving the peer's flows (bulk not complete)");
 		else if (ha->role != HA_MASTER && (in->kernel_backlog > HA_BACKLOG_SMALL ||
 		    (in->kernel_backlog > 0 && now_ms - ha->backlog_since_ms >= HA_BACKLOG_MS)))

@@ -106,6 +106,7 @@ struct ha_inputs {
 	bool peer_connected;
 	bool peer_closed;
 	bool in_sync;
+	bool peer_missing;		/* the flow table refused some of the peer's */
 	bool peer_known;
 	unsigned usable_own, usable_peer;
 	size_t kernel_backlog;		/* peer flows not in the kernel yet */

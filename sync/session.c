@@ -58,6 +58,10 @@
  * that is the one that brings the fourth Batch, so the timer, which
  * would cost a wake-up of its own, is left for a stream that stops. */
 #define SESSION_ACK_DELAY_MS	20
+/* A receiver whose table refused some of the peer's flows asks for them
+ * again once they would fit, at most this often, so that a table that
+ * stays near full does not turn into a bulk every tick. */
+#define SESSION_REFILL_MS	10000
 #define SESSION_ACK_EARLY_MS	15
 #define SESSION_ACK_BATCHES	64
 
@@ -105,6 +109,7 @@ struct session {
 	uint64_t ack_bulk_epoch;	/* to acknowledge, 0 if none */
 	bool want_bulk_from_peer;
 	uint64_t peer_flows_own, peer_flows_peer;	/* from its heartbeat */
+	int64_t peer_hb_ms;		/* ... received then */
 	char peer_node[CFG_NAME_MAX];
 
 	/* Our bulk towards the peer. */
@@ -120,6 +125,9 @@ struct session {
 	uint64_t rx_epoch;
 	uint8_t rx_mark;
 	bool rx_in_sync;
+	uint64_t rx_missing;		/* peer flows refused since its last BulkBegin */
+	int64_t rx_missing_ms;		/* the last refusal */
+	int64_t rx_refill_ms;		/* when we last asked for them again */
 
 	struct flows *pending;
 	int64_t pending_since_us;	/* oldest change in it, 0 when empty */
@@ -603,6 +611,25 @@ peer_copy_wins(const struct session *s)
 	return s->peer_master || strcmp(s->peer_node, s->cfg->node) < 0;
 }
 
+/*
+ * A peer flow that did not fit: this node no longer holds the peer's set,
+ * so a takeover would lose that flow.  That is said (in_sync false, the
+ * log, last_error) rather than kept quiet; on_tick asks for the peer's
+ * bulk once its flows fit again.
+ */
+static void
+rx_refused(struct session *s)
+{
+	s->st.cache_full++;
+	s->rx_missing_ms = ev_now_ms(s->loop);
+	if (s->rx_missing++ == 0) {
+		session_error(s, "the flow table is full (%zu flows): the peer's flows do not all "
+		    "fit", flows_count(s->flows));
+		log_warnx("sync: %s; out of sync until they do", s->last_error);
+	}
+	s->rx_in_sync = false;
+}
+
 static void
 rx_upsert(struct session *s, struct flow *f)
 {
@@ -618,7 +645,7 @@ rx_upsert(struct session *s, struct flow *f)
 	}
 	f->aux = s->rx_mark;
 	if (flows_upsert(s->flows, f) == -1) {
-		s->st.cache_full++;
+		rx_refused(s);
 		return;
 	}
 	s->st.upserts_received++;
@@ -739,10 +766,14 @@ rx_bulk_end(struct session *s, const Uplinkd__BulkEnd *e)
 	s->rx_bulk = false;
 	s->st.bulks_received++;
 	s->st.bulk_swept += swept;
-	if (!s->rx_in_sync)
+	if (s->rx_missing > 0)
+		log_warnx("sync: the peer's bulk of %llu flows ended with %llu of them refused "
+		    "(flow table full)", (unsigned long long)e->count,
+		    (unsigned long long)s->rx_missing);
+	else if (!s->rx_in_sync)
 		log_info("sync: have the peer's %llu flows (%zu stale removed)",
 		    (unsigned long long)e->count, swept);
-	s->rx_in_sync = true;
+	s->rx_in_sync = s->rx_missing == 0;
 	s->ack_due = true;
 	s->ack_bulk_epoch = e->epoch;
 }
@@ -860,6 +891,7 @@ rx_frame(struct session *s, const struct frame_msg *m)
 		s->rx_epoch = ((const Uplinkd__BulkBegin *)m->msg)->epoch;
 		s->rx_mark = (uint8_t)(s->rx_mark % 255 + 1);
 		s->rx_in_sync = false;
+		s->rx_missing = 0;
 		return 0;
 	case FRAME_BULK_END:
 		rx_bulk_end(s, (const Uplinkd__BulkEnd *)m->msg);
@@ -870,6 +902,7 @@ rx_frame(struct session *s, const struct frame_msg *m)
 		const Uplinkd__Heartbeat *h = (const Uplinkd__Heartbeat *)m->msg;
 
 		s->peer_flows_own = h->flows_own;
+		s->peer_hb_ms = ev_now_ms(s->loop);
 		s->peer_flows_peer = h->flows_peer;
 		if (h->has_master)
 			s->peer_master = h->master;
@@ -946,6 +979,8 @@ conn_reset(struct session *s)
 	s->tx_bulk = BULK_IDLE;
 	s->tx_in_sync = s->rx_in_sync = false;
 	s->rx_bulk = false;
+	s->rx_missing = 0;
+	s->rx_missing_ms = s->rx_refill_ms = s->peer_hb_ms = 0;
 	s->inflight_len = 0;
 	s->st.peer_providers_known = false;
 	s->npeer_prov = 0;
@@ -1004,6 +1039,22 @@ on_channel(enum channel_event ev, void *data)
 		    on_expiry, s);
 }
 
+/* Refused peer flows, no bulk under way, and room now for all the peer
+ * announced in a heartbeat since the last refusal (a table that would
+ * refuse again waits rather than asking for a bulk that cannot fit). */
+static bool
+refill_due(const struct session *s, int64_t now)
+{
+	size_t room;
+
+	if (s->rx_missing == 0 || s->rx_bulk || s->want_bulk_from_peer ||
+	    s->peer_hb_ms <= s->rx_missing_ms || now - s->rx_refill_ms < SESSION_REFILL_MS)
+		return false;
+	room = flows_capacity(s->flows) - flows_count(s->flows) +
+	    flows_count_origin(s->flows, FLOW_PEER);
+	return room >= s->peer_flows_own;
+}
+
 static int64_t
 on_tick(void *data)
 {
@@ -1020,7 +1071,14 @@ on_tick(void *data)
 		session_drop(s, why);
 		return SESSION_TICK_MS;
 	}
-	if (session_connected(s) && now - s->last_hb_ms >= SESSION_HEARTBEAT_MS)
+	if (session_connected(s) && refill_due(s, now)) {
+		log_info("sync: the peer's %llu flows fit in the flow table again: asking for "
+		    "its bulk", (unsigned long long)s->peer_flows_own);
+		s->rx_refill_ms = now;
+		s->want_bulk_from_peer = true;
+	}
+	if (session_connected(s) && (s->want_bulk_from_peer ||
+	    now - s->last_hb_ms >= SESSION_HEARTBEAT_MS))
 		send_heartbeat(s);
 	return SESSION_TICK_MS;
 }
@@ -1157,6 +1215,7 @@ session_get_stats(const struct session *s, struct session_stats *out)
 	out->in_sync = session_in_sync(s);
 	out->tx_in_sync = s->tx_in_sync;
 	out->rx_in_sync = s->rx_in_sync;
+	out->rx_missing = s->rx_missing;
 	out->seq_sent = s->seq_tx;
 	out->seq_acked = s->seq_acked;
 	out->seq_received = s->seq_rx;
@@ -1271,6 +1330,7 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	emit_u64(out, "yielded", st.yielded);
 	emit_u64(out, "unknown_provider", st.unknown_provider);
 	emit_u64(out, "cache_full", st.cache_full);
+	emit_u64(out, "missing", st.rx_missing);
 	emit_u64(out, "expired", st.expired);
 	emit_u64(out, "bytes_in", cs.bytes_in);
 	emit_u64(out, "bytes_out", cs.bytes_out);

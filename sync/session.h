@@ -78,6 +78,8 @@ struct session_stats {
 	uint64_t conflicts;		/* peer flow that is our own here */
 	uint64_t unknown_provider;	/* peer flow of a provider we lack */
 	uint64_t cache_full;		/* peer flow refused: table full */
+	uint64_t rx_missing;		/* ... of them since the peer's last
+					 * bulk began: not in sync while > 0 */
 	uint64_t hello_refused;		/* bad or missing Hello */
 	uint64_t expired;		/* peer flows dropped by expiry */
 	uint64_t pending;		/* changes waiting to be sent */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "emit.h"
 #include "ha.h"
 #include "log.h"
 #include "tap.h"
@@ -84,6 +85,22 @@ guard_kill(struct config *cfg)
 	ha_destroy(ha);
 }
 
+/* The not-ready reason ha_report gives contains what. */
+static bool
+reason_has(const struct ha *ha, const char *what)
+{
+	struct emit *e = emit_create(EMIT_JSON);
+	const char *text;
+	size_t len;
+	bool found;
+
+	ha_report(ha, e, 0, true);
+	text = emit_finish(e, &len);
+	found = text != NULL && strstr(text, what) != NULL;
+	emit_destroy(e);
+	return found;
+}
+
 int
 main(void)
 {
@@ -124,6 +141,15 @@ main(void)
 	in.in_sync = true;
 	ha_update(ha, &in, 10100);
 	tap_ok(track_value() == 0, "in sync: ready");
+	in.in_sync = false;
+	in.peer_missing = true;
+	ha_update(ha, &in, 10150);
+	tap_ok(track_value() == -HA_PENALTY && reason_has(ha, "flow table is full"),
+	    "a flow table that refused some of the peer's flows: not ready, and says why");
+	in.in_sync = true;
+	in.peer_missing = false;
+	ha_update(ha, &in, 10200);
+	tap_ok(track_value() == 0, "... ready once they fit");
 	in.peer_known = true;
 	in.usable_own = 1;
 	in.usable_peer = 2;

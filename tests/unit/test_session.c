@@ -327,26 +327,81 @@ evil_stop(void)
 	run_until(gw2_disconnected, 5000);
 }
 
-/* A counter of gw2's `uplinkctl sync` rejections (session_report). */
+/* A number in gw2's `uplinkctl sync --json` (session_report). */
 static uint64_t
-gw2_rejected(const char *name)
+gw2_report_u64(const char *path)
 {
 	struct emit *e = emit_create(EMIT_JSON);
 	const char *text;
 	struct json *j;
-	char path[64], err[128];
+	char err[128];
 	uint64_t v = UINT64_MAX;
 	size_t len;
 
 	session_report(gw2.s, gw2.cfg, e, true);
 	if ((text = emit_finish(e, &len)) != NULL &&
 	    (j = json_parse(text, len, err, sizeof(err))) != NULL) {
-		snprintf(path, sizeof(path), "rejected.%s", name);
 		json_u64(json_root(j), path, &v);
 		json_destroy(j);
 	}
 	emit_destroy(e);
 	return v;
+}
+
+/* A counter of gw2's `uplinkctl sync` rejections. */
+static uint64_t
+gw2_rejected(const char *name)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "rejected.%s", name);
+	return gw2_report_u64(path);
+}
+
+static int
+gw2_missing_settled(void)
+{
+	struct session_stats st = stats(&gw2);
+
+	return st.bulks_received >= 1 && !session_receiving_bulk(gw2.s) && st.rx_missing > 0 &&
+	    stats(&gw1).tx_in_sync;
+}
+
+/*
+ * A receiver whose flow table is too small for the peer's flows: it says
+ * it is not in sync and how many are missing, and once the peer's flows
+ * fit again it asks for them and converges.  gw2 restarts with a table
+ * 100 flows short of gw1's own flows and ends with a normal one.
+ */
+static void
+test_receiver_full(void)
+{
+	size_t have = flows_count_origin(gw1.flows, FLOW_OWN);
+	uint64_t full;
+
+	node_stop(&gw2);
+	flows_destroy(gw2.flows);
+	gw2.flows = flows_create(have - 100);
+	tap_ok(gw2.flows && node_start(&gw2) == 0, "gw2 restarted with room for %zu flows",
+	    have - 100);
+	tap_ok(run_until(gw2_missing_settled, 20000) && stats(&gw2).rx_missing == 100 &&
+	    !session_in_sync(gw2.s) && !stats(&gw2).rx_in_sync && stats(&gw1).tx_in_sync,
+	    "gw1's bulk of %zu flows into it: some refused, gw2 not in sync, gw1 is", have);
+	tap_ok(gw2_report_u64("missing") == 100 && gw2_report_u64("cache_full") == 100,
+	    "`sync` shows missing 100, cache_full 100");
+	full = stats(&gw2).cache_full;
+	for (uint32_t i = 3000; i < 3300; i++)
+		own_del(&gw1, i);
+	tap_ok(run_until(gw2_mirrors, 20000) && stats(&gw2).rx_missing == 0,
+	    "gw1 deleted 300 flows: gw2 asked for the bulk again and mirrors gw1 (%zu peer flows)",
+	    flows_count_origin(gw2.flows, FLOW_PEER));
+	tap_ok(stats(&gw2).cache_full == full, "the refill refused nothing (%llu)",
+	    (unsigned long long)(stats(&gw2).cache_full - full));
+	node_stop(&gw2);
+	flows_destroy(gw2.flows);
+	gw2.flows = flows_create(0);
+	tap_ok(gw2.flows && node_start(&gw2) == 0 && run_until(gw2_mirrors, 20000),
+	    "gw2 back with a full-size table, in sync");
 }
 
 static void
@@ -618,6 +673,8 @@ main(void)
 	run_until(never, 100);
 	tap_ok(run_until(gw2_mirrors, 15000) && stats(&gw1).bulks_sent == before + 1 &&
 	    stats(&gw2).bulks_received >= 2, "resync ran in both directions");
+
+	test_receiver_full();
 
 	/* Expiry is long; here only: peer flows stay when the peer goes. */
 	want_peer = flows_count_origin(gw2.flows, FLOW_PEER);
