@@ -45,7 +45,7 @@ struct cfg_key {
 
 /* The nodes of one provider that later cross-provider checks point at. */
 struct cfg_pnodes {
-	yaml_node_t *name, *interface, *gateway, *mark, *table;
+	yaml_node_t *name, *interface, *gateway, *source, *mark, *table;
 };
 
 static const char *const cfg_alg_names[] = {
@@ -337,6 +337,22 @@ cfg_addr(struct cfg_ctx *c, const yaml_node_t *n, const char *path, struct netad
 		return -1;
 	if (netaddr_parse(v, out) == -1)
 		return cfg_error(c, n, path, "%s is not an IP address", cfg_quote(v, q, sizeof(q)));
+	return 0;
+}
+
+/* A gateway, a source or a probe target: an address of a host elsewhere. */
+static int
+cfg_host_addr(struct cfg_ctx *c, const yaml_node_t *n, const char *path, struct netaddr *out)
+{
+	enum netaddr_class kind;
+	char q[CFG_QUOTE_MAX];
+
+	if (cfg_addr(c, n, path, out) == -1)
+		return -1;
+	if ((kind = netaddr_classify(out)) != NETADDR_UNICAST)
+		return cfg_error(c, n, path, "%s is %s, not a host's address",
+		    cfg_quote((const char *)n->data.scalar.value, q, sizeof(q)),
+		    netaddr_class_name(kind));
 	return 0;
 }
 
@@ -662,7 +678,7 @@ cfg_parse_health(struct cfg_ctx *c, yaml_node_t *n, const char *path, struct cfg
 			struct netaddr *a = &h->targets[i];
 
 			cfg_path_index(ipath, sizeof(ipath), kpath, i);
-			if (cfg_addr(c, item, ipath, a) == -1)
+			if (cfg_host_addr(c, item, ipath, a) == -1)
 				return -1;
 			cfg_quote((const char *)item->data.scalar.value, q, sizeof(q));
 			/* Probes leave through the provider with its source address. */
@@ -742,6 +758,16 @@ cfg_check_provider(struct cfg_ctx *c, size_t i, const struct cfg_pnodes *pn)
 			    cfg_quote((const char *)pn[i].gateway->data.scalar.value, q, sizeof(q)),
 			    cfg_quote(p->interface, q2, sizeof(q2)), j, o->name);
 		}
+		/* The source selects the provider's routing table for the
+		 * daemon's own packets (probes) and is the address keepalived
+		 * moves: two providers cannot share it. */
+		if (netaddr_eq(&p->source, &o->source)) {
+			snprintf(path, sizeof(path), "providers[%zu].source", i);
+			return cfg_error(c, pn[i].source, path, "%s is also the source of "
+			    "providers[%zu] (%s)",
+			    cfg_quote((const char *)pn[i].source->data.scalar.value, q, sizeof(q)),
+			    j, o->name);
+		}
 		if (p->mark == o->mark) {
 			at = pn[i].mark != NULL ? i : j;
 			other = at == i ? j : i;
@@ -783,6 +809,7 @@ cfg_parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *path, size_t i
 	pn->name = v[0];
 	pn->interface = v[1];
 	pn->gateway = v[2];
+	pn->source = v[3];
 	pn->mark = v[5];
 	pn->table = v[6];
 
@@ -796,10 +823,10 @@ cfg_parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *path, size_t i
 		return cfg_error(c, v[1], kpath, "%s is the LAN interface",
 		    cfg_quote(p->interface, q, sizeof(q)));
 	cfg_path_key(kpath, sizeof(kpath), path, "gateway");
-	if (cfg_addr(c, v[2], kpath, &p->gateway) == -1)
+	if (cfg_host_addr(c, v[2], kpath, &p->gateway) == -1)
 		return -1;
 	cfg_path_key(kpath, sizeof(kpath), path, "source");
-	if (cfg_addr(c, v[3], kpath, &p->source) == -1)
+	if (cfg_host_addr(c, v[3], kpath, &p->source) == -1)
 		return -1;
 	if (p->source.family != p->gateway.family)
 		return cfg_error(c, v[3], kpath, "%s is %s but the gateway is %s",
@@ -938,6 +965,7 @@ cfg_parse_sync(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 	};
 	struct config *cfg = c->cfg;
 	char kpath[CFG_KEYPATH_MAX], q[CFG_QUOTE_MAX];
+	enum netaddr_class kind;
 	yaml_node_t *v[3];
 
 	if (cfg_map(c, n, path, keys, 3, v) == -1)
@@ -950,6 +978,11 @@ cfg_parse_sync(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 	if (cfg_endpoint(c, v[1], kpath, &cfg->sync.peer) == -1)
 		return -1;
 	cfg_quote((const char *)v[1]->data.scalar.value, q, sizeof(q));
+	/* Loopback is fine: two daemons on one host (tests, a lab). */
+	kind = netaddr_classify(&cfg->sync.peer.addr);
+	if (kind != NETADDR_UNICAST && kind != NETADDR_LOOPBACK)
+		return cfg_error(c, v[1], kpath, "%s is %s, not the peer's address", q,
+		    netaddr_class_name(kind));
 	if (cfg->sync.peer.addr.family != cfg->sync.listen.addr.family)
 		return cfg_error(c, v[1], kpath, "%s is %s but sync.listen is %s", q,
 		    cfg_family_name(cfg->sync.peer.addr.family),

@@ -143,6 +143,49 @@ netaddr_eq(const struct netaddr *x, const struct netaddr *y)
 	return x->family == y->family && memcmp(x->a, y->a, sizeof(x->a)) == 0;
 }
 
+enum netaddr_class
+netaddr_classify(const struct netaddr *a)
+{
+	static const uint8_t loop6[16] = { [15] = 1 }, zero6[16] = { 0 };
+
+	if (a->family == AF_INET) {
+		if (a->a[0] == 0)
+			return NETADDR_UNSPECIFIED;
+		if (a->a[0] == 127)
+			return NETADDR_LOOPBACK;
+		if ((a->a[0] & 0xf0) == 224)
+			return NETADDR_MULTICAST;
+		if (a->a[0] == 255 && a->a[1] == 255 && a->a[2] == 255 && a->a[3] == 255)
+			return NETADDR_BROADCAST;
+		return NETADDR_UNICAST;
+	}
+	if (memcmp(a->a, zero6, 16) == 0)
+		return NETADDR_UNSPECIFIED;
+	if (memcmp(a->a, loop6, 16) == 0)
+		return NETADDR_LOOPBACK;
+	if (a->a[0] == 0xff)
+		return NETADDR_MULTICAST;
+	return NETADDR_UNICAST;
+}
+
+const char *
+netaddr_class_name(enum netaddr_class c)
+{
+	switch (c) {
+	case NETADDR_UNICAST:
+		return "a unicast address";
+	case NETADDR_UNSPECIFIED:
+		return "the unspecified address";
+	case NETADDR_LOOPBACK:
+		return "a loopback address";
+	case NETADDR_MULTICAST:
+		return "a multicast address";
+	case NETADDR_BROADCAST:
+		return "the broadcast address";
+	}
+	return "an address";
+}
+
 static bool
 netaddr_match_bits(const struct netaddr *x, const struct netaddr *y, unsigned len)
 {

@@ -46,4 +46,17 @@ bool netprefix_overlap(const struct netprefix *x, const struct netprefix *y);
 /* Length in bytes of the address (4 or 16), 0 when unset. */
 size_t netaddr_len(const struct netaddr *a);
 
+/* What an address is for routing: a host's address, or one that cannot
+ * be a gateway, a source or a probe target. */
+enum netaddr_class {
+	NETADDR_UNICAST,
+	NETADDR_UNSPECIFIED,	/* 0.0.0.0/8, :: */
+	NETADDR_LOOPBACK,	/* 127.0.0.0/8, ::1 */
+	NETADDR_MULTICAST,	/* 224.0.0.0/4, ff00::/8 */
+	NETADDR_BROADCAST,	/* 255.255.255.255 */
+};
+enum netaddr_class netaddr_classify(const struct netaddr *a);
+/* "the unspecified address" and so on, for messages. */
+const char *netaddr_class_name(enum netaddr_class c);
+
 #endif

@@ -37,5 +37,21 @@ main(void)
 	tap_ok(netendpoint_parse("10.255.0.1:65536", &e) == -1, "port 65536 rejected");
 	tap_ok(netendpoint_parse("10.255.0.1", &e) == -1, "missing port rejected");
 	tap_ok(netendpoint_parse("2001:db8::1:80", &e) == -1, "unbracketed v6 rejected");
+
+	{
+		static const struct { const char *addr; enum netaddr_class want; } cases[] = {
+			{ "198.51.100.1", NETADDR_UNICAST }, { "0.0.0.0", NETADDR_UNSPECIFIED },
+			{ "0.1.2.3", NETADDR_UNSPECIFIED }, { "127.0.0.1", NETADDR_LOOPBACK },
+			{ "127.255.0.9", NETADDR_LOOPBACK }, { "224.0.0.1", NETADDR_MULTICAST },
+			{ "239.255.255.255", NETADDR_MULTICAST }, { "240.0.0.1", NETADDR_UNICAST },
+			{ "255.255.255.255", NETADDR_BROADCAST }, { "2001:db8::1", NETADDR_UNICAST },
+			{ "::", NETADDR_UNSPECIFIED }, { "::1", NETADDR_LOOPBACK },
+			{ "ff02::1", NETADDR_MULTICAST }, { "::2", NETADDR_UNICAST },
+		};
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+			tap_ok(netaddr_parse(cases[i].addr, &a) == 0 &&
+			    netaddr_classify(&a) == cases[i].want, "%s is %s", cases[i].addr,
+			    netaddr_class_name(cases[i].want));
+	}
 	return tap_done();
 }
