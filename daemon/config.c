@@ -21,10 +21,11 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "log.h"
 
 #define CFG_FILE_MAX (1024 * 1024)
 #define CFG_KEYPATH_MAX 128		/* "providers[15].health.interval" */
-#define CFG_QUOTE_MAX 80		/* a quoted value in a message */
+#define CFG_QUOTE_MAX LOG_QUOTE_MAX
 #define CFG_FSPATH_MAX 4096		/* PATH_MAX, incl. NUL */
 #define CFG_DEFAULT_SOCKET "/run/uplinkd/uplinkd.sock"
 #define CFG_MAXKEYS 8
@@ -83,50 +84,6 @@ cfg_error(struct cfg_ctx *c, const yaml_node_t *n, const char *path, const char 
 	    n ? n->start_mark.column + 1 : 1, path, msg);
 	errno = EINVAL;
 	return -1;
-}
-
-/*
- * Quotes a value for a message: escapes quotes, backslashes and control
- * characters and cuts long values (at a UTF-8 character boundary) so one
- * silly line cannot push the position out of the message.
- */
-static const char *
-cfg_quote(const char *s, char *buf, size_t len)
-{
-	size_t o = 0;
-
-	buf[o++] = '"';
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char tmp[8];
-		size_t tl;
-
-		if (ch == '"' || ch == '\\') {
-			tmp[0] = '\\';
-			tmp[1] = (char)ch;
-			tl = 2;
-		} else if (ch < 0x20 || ch == 0x7f) {
-			snprintf(tmp, sizeof(tmp), "\\x%02x", ch);
-			tl = 4;
-		} else {
-			tmp[0] = (char)ch;
-			tl = 1;
-		}
-		if (o + tl + 5 > len) {		/* room for ...", NUL */
-			while (o > 1 && ((unsigned char)buf[o - 1] & 0xc0) == 0x80)
-				o--;
-			if (o > 1 && ((unsigned char)buf[o - 1] & 0xc0) == 0xc0)
-				o--;
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		memcpy(buf + o, tmp, tl);
-		o += tl;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
-	return buf;
 }
 
 static const char *
@@ -249,7 +206,7 @@ cfg_map(struct cfg_ctx *c, yaml_node_t *map, const char *path,
 				break;
 		if (i == nkeys)
 			return cfg_error(c, k, path, "unknown key %s",
-			    cfg_quote(name, q, sizeof(q)));
+			    log_quote(name, q, sizeof(q)));
 		cfg_path_key(kpath, sizeof(kpath), path, keys[i].name);
 		if (vals[i] != NULL)
 			return cfg_error(c, k, kpath, "duplicate key");
@@ -292,7 +249,7 @@ cfg_name(struct cfg_ctx *c, const yaml_node_t *n, const char *path, char out[CFG
 		return -1;
 	if (!cfg_name_valid(v))
 		return cfg_error(c, n, path, "%s is not a valid name (1..%d characters "
-		    "of A-Z a-z 0-9 . _ -)", cfg_quote(v, q, sizeof(q)), CFG_NAME_MAX - 1);
+		    "of A-Z a-z 0-9 . _ -)", log_quote(v, q, sizeof(q)), CFG_NAME_MAX - 1);
 	memcpy(out, v, strlen(v) + 1);
 	return 0;
 }
@@ -321,7 +278,7 @@ cfg_ifname(struct cfg_ctx *c, const yaml_node_t *n, const char *path, char out[I
 		return -1;
 	if (!cfg_ifname_valid(v))
 		return cfg_error(c, n, path, "%s is not a valid interface name (1..%d "
-		    "printable characters, no '/', ':' or space)", cfg_quote(v, q, sizeof(q)),
+		    "printable characters, no '/', ':' or space)", log_quote(v, q, sizeof(q)),
 		    IF_NAMESIZE - 1);
 	memcpy(out, v, strlen(v) + 1);
 	return 0;
@@ -336,7 +293,7 @@ cfg_addr(struct cfg_ctx *c, const yaml_node_t *n, const char *path, struct netad
 	if (cfg_scalar(c, n, path, &v) == -1)
 		return -1;
 	if (netaddr_parse(v, out) == -1)
-		return cfg_error(c, n, path, "%s is not an IP address", cfg_quote(v, q, sizeof(q)));
+		return cfg_error(c, n, path, "%s is not an IP address", log_quote(v, q, sizeof(q)));
 	return 0;
 }
 
@@ -351,7 +308,7 @@ cfg_host_addr(struct cfg_ctx *c, const yaml_node_t *n, const char *path, struct 
 		return -1;
 	if ((kind = netaddr_classify(out)) != NETADDR_UNICAST)
 		return cfg_error(c, n, path, "%s is %s, not a host's address",
-		    cfg_quote((const char *)n->data.scalar.value, q, sizeof(q)),
+		    log_quote((const char *)n->data.scalar.value, q, sizeof(q)),
 		    netaddr_class_name(kind));
 	return 0;
 }
@@ -368,7 +325,7 @@ cfg_prefix(struct cfg_ctx *c, const yaml_node_t *n, const char *path, struct net
 		return -1;
 	if (netprefix_parse(v, out) == 0)
 		return 0;
-	cfg_quote(v, q, sizeof(q));
+	log_quote(v, q, sizeof(q));
 	/* Host bits are the common mistake and the fix is obvious: say it. */
 	if (strlen(v) < sizeof(buf)) {
 		memcpy(buf, v, strlen(v) + 1);
@@ -400,7 +357,7 @@ cfg_endpoint(struct cfg_ctx *c, const yaml_node_t *n, const char *path, struct n
 		return -1;
 	if (netendpoint_parse(v, out) == -1)
 		return cfg_error(c, n, path, "%s is not an endpoint (address:port or "
-		    "[IPv6-address]:port, port 1..65535)", cfg_quote(v, q, sizeof(q)));
+		    "[IPv6-address]:port, port 1..65535)", log_quote(v, q, sizeof(q)));
 	return 0;
 }
 
@@ -443,15 +400,15 @@ cfg_uint(struct cfg_ctx *c, const yaml_node_t *n, const char *path, bool hex,
 	if (over || val < min || val > max) {
 		if (hex)
 			return cfg_error(c, n, path, "%s is out of range 0x%llx..0x%llx",
-			    cfg_quote(v, q, sizeof(q)), (unsigned long long)min,
+			    log_quote(v, q, sizeof(q)), (unsigned long long)min,
 			    (unsigned long long)max);
 		return cfg_error(c, n, path, "%s is out of range %llu..%llu",
-		    cfg_quote(v, q, sizeof(q)), (unsigned long long)min, (unsigned long long)max);
+		    log_quote(v, q, sizeof(q)), (unsigned long long)min, (unsigned long long)max);
 	}
 	*out = val;
 	return 0;
 bad:
-	return cfg_error(c, n, path, "%s is not %s", cfg_quote(v, q, sizeof(q)),
+	return cfg_error(c, n, path, "%s is not %s", log_quote(v, q, sizeof(q)),
 	    hex ? "an integer (decimal or 0x-prefixed hex)" : "an integer");
 }
 
@@ -511,7 +468,7 @@ cfg_duration(struct cfg_ctx *c, const yaml_node_t *n, const char *path, bool zer
 
 	if (cfg_scalar(c, n, path, &v) == -1)
 		return -1;
-	cfg_quote(v, q, sizeof(q));
+	log_quote(v, q, sizeof(q));
 	if (config_parse_duration(v, out) == -1) {
 		if (errno == ERANGE)
 			return cfg_error(c, n, path, "%s is out of range (at most %ums)", q,
@@ -537,11 +494,11 @@ cfg_fspath(struct cfg_ctx *c, const yaml_node_t *n, const char *path, size_t max
 		return cfg_error(c, n, path, "path is empty");
 	if (strlen(v) >= max)
 		return cfg_error(c, n, path, "%s is too long (at most %zu bytes)",
-		    cfg_quote(v, q, sizeof(q)), max - 1);
+		    log_quote(v, q, sizeof(q)), max - 1);
 	for (const char *p = v; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			return cfg_error(c, n, path, "%s contains a control character",
-			    cfg_quote(v, q, sizeof(q)));
+			    log_quote(v, q, sizeof(q)));
 	if ((*out = strdup(v)) == NULL) {
 		cfg_error(c, n, path, "out of memory");
 		errno = ENOMEM;
@@ -591,7 +548,7 @@ cfg_parse_lan(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 		for (size_t j = 0; j < i; j++)
 			if (netprefix_overlap(p, &cfg->lan.networks[j]))
 				return cfg_error(c, item, ipath, "%s overlaps %s[%zu] (%s)",
-				    cfg_quote((const char *)item->data.scalar.value, q,
+				    log_quote((const char *)item->data.scalar.value, q,
 				    sizeof(q)), kpath, j,
 				    netprefix_str(&cfg->lan.networks[j], other, sizeof(other)));
 		cfg->lan.nnetworks = i + 1;
@@ -680,7 +637,7 @@ cfg_parse_health(struct cfg_ctx *c, yaml_node_t *n, const char *path, struct cfg
 			cfg_path_index(ipath, sizeof(ipath), kpath, i);
 			if (cfg_host_addr(c, item, ipath, a) == -1)
 				return -1;
-			cfg_quote((const char *)item->data.scalar.value, q, sizeof(q));
+			log_quote((const char *)item->data.scalar.value, q, sizeof(q));
 			/* Probes leave through the provider with its source address. */
 			if (a->family != p->gateway.family)
 				return cfg_error(c, item, ipath, "%s is %s but the gateway is %s",
@@ -706,11 +663,11 @@ cfg_parse_health(struct cfg_ctx *c, yaml_node_t *n, const char *path, struct cfg
 		/* With both defaulted this cannot happen; blame the one given. */
 		if (v[3] != NULL)
 			return cfg_error(c, v[3], kpath, "%s is longer than the interval (%s)",
-			    cfg_quote((const char *)v[3]->data.scalar.value, q, sizeof(q)),
+			    log_quote((const char *)v[3]->data.scalar.value, q, sizeof(q)),
 			    cfg_duration_str(h->interval_ms, d, sizeof(d)));
 		cfg_path_key(kpath, sizeof(kpath), path, "interval");
 		return cfg_error(c, v[2], kpath, "%s is shorter than the timeout (%s)",
-		    cfg_quote((const char *)v[2]->data.scalar.value, q, sizeof(q)),
+		    log_quote((const char *)v[2]->data.scalar.value, q, sizeof(q)),
 		    cfg_duration_str(h->timeout_ms, d, sizeof(d)));
 	}
 	cfg_path_key(kpath, sizeof(kpath), path, "fall");
@@ -727,7 +684,7 @@ static const char *
 cfg_value_text(const yaml_node_t *n, uint32_t val, bool hex, char *buf, size_t len)
 {
 	if (n != NULL)
-		return cfg_quote((const char *)n->data.scalar.value, buf, len);
+		return log_quote((const char *)n->data.scalar.value, buf, len);
 	snprintf(buf, len, hex ? "0x%x (the default)" : "%u (the default)", val);
 	return buf;
 }
@@ -749,14 +706,14 @@ cfg_check_provider(struct cfg_ctx *c, size_t i, const struct cfg_pnodes *pn)
 		if (strcmp(p->name, o->name) == 0) {
 			snprintf(path, sizeof(path), "providers[%zu].name", i);
 			return cfg_error(c, pn[i].name, path, "duplicate provider name %s "
-			    "(also providers[%zu])", cfg_quote(p->name, q, sizeof(q)), j);
+			    "(also providers[%zu])", log_quote(p->name, q, sizeof(q)), j);
 		}
 		if (strcmp(p->interface, o->interface) == 0 && netaddr_eq(&p->gateway, &o->gateway)) {
 			snprintf(path, sizeof(path), "providers[%zu].gateway", i);
 			return cfg_error(c, pn[i].gateway, path, "%s on %s is already the "
 			    "gateway of providers[%zu] (%s)",
-			    cfg_quote((const char *)pn[i].gateway->data.scalar.value, q, sizeof(q)),
-			    cfg_quote(p->interface, q2, sizeof(q2)), j, o->name);
+			    log_quote((const char *)pn[i].gateway->data.scalar.value, q, sizeof(q)),
+			    log_quote(p->interface, q2, sizeof(q2)), j, o->name);
 		}
 		/* The source selects the provider's routing table for the
 		 * daemon's own packets (probes) and is the address keepalived
@@ -765,7 +722,7 @@ cfg_check_provider(struct cfg_ctx *c, size_t i, const struct cfg_pnodes *pn)
 			snprintf(path, sizeof(path), "providers[%zu].source", i);
 			return cfg_error(c, pn[i].source, path, "%s is also the source of "
 			    "providers[%zu] (%s)",
-			    cfg_quote((const char *)pn[i].source->data.scalar.value, q, sizeof(q)),
+			    log_quote((const char *)pn[i].source->data.scalar.value, q, sizeof(q)),
 			    j, o->name);
 		}
 		if (p->mark == o->mark) {
@@ -821,7 +778,7 @@ cfg_parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *path, size_t i
 		return -1;
 	if (strcmp(p->interface, c->cfg->lan.interface) == 0)
 		return cfg_error(c, v[1], kpath, "%s is the LAN interface",
-		    cfg_quote(p->interface, q, sizeof(q)));
+		    log_quote(p->interface, q, sizeof(q)));
 	cfg_path_key(kpath, sizeof(kpath), path, "gateway");
 	if (cfg_host_addr(c, v[2], kpath, &p->gateway) == -1)
 		return -1;
@@ -830,7 +787,7 @@ cfg_parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *path, size_t i
 		return -1;
 	if (p->source.family != p->gateway.family)
 		return cfg_error(c, v[3], kpath, "%s is %s but the gateway is %s",
-		    cfg_quote((const char *)v[3]->data.scalar.value, q, sizeof(q)),
+		    log_quote((const char *)v[3]->data.scalar.value, q, sizeof(q)),
 		    cfg_family_name(p->source.family), cfg_family_name(p->gateway.family));
 
 	p->weight = 1;
@@ -852,7 +809,7 @@ cfg_parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *path, size_t i
 		/* default, main and local belong to the system. */
 		if (val >= 253 && val <= 255)
 			return cfg_error(c, v[6], kpath, "%s is a reserved routing table "
-			    "(253..255)", cfg_quote((const char *)v[6]->data.scalar.value, q,
+			    "(253..255)", log_quote((const char *)v[6]->data.scalar.value, q,
 			    sizeof(q)));
 		p->table = (uint32_t)val;
 	}
@@ -918,7 +875,7 @@ cfg_parse_balance(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 				break;
 		if (i == CFG_NALGS)
 			return cfg_error(c, v[0], kpath, "%s is not an algorithm (wrr, wlc, "
-			    "source-hash or maglev)", cfg_quote(s, q, sizeof(q)));
+			    "source-hash or maglev)", log_quote(s, q, sizeof(q)));
 		cfg->balance.algorithm = (enum cfg_algorithm)i;
 	}
 	cfg_path_key(kpath, sizeof(kpath), path, "sticky");
@@ -953,7 +910,7 @@ cfg_parse_tls(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 		return -1;
 	if (strcmp(tls->peer_name, c->cfg->node) == 0)
 		return cfg_error(c, v[3], kpath, "%s is this node's own name",
-		    cfg_quote(tls->peer_name, q, sizeof(q)));
+		    log_quote(tls->peer_name, q, sizeof(q)));
 	return 0;
 }
 
@@ -977,7 +934,7 @@ cfg_parse_sync(struct cfg_ctx *c, yaml_node_t *n, const char *path)
 	cfg_path_key(kpath, sizeof(kpath), path, "peer");
 	if (cfg_endpoint(c, v[1], kpath, &cfg->sync.peer) == -1)
 		return -1;
-	cfg_quote((const char *)v[1]->data.scalar.value, q, sizeof(q));
+	log_quote((const char *)v[1]->data.scalar.value, q, sizeof(q));
 	/* Loopback is fine: two daemons on one host (tests, a lab). */
 	kind = netaddr_classify(&cfg->sync.peer.addr);
 	if (kind != NETADDR_UNICAST && kind != NETADDR_LOOPBACK)

@@ -121,3 +121,51 @@ fatalx(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+const char *
+log_quote(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[o++] = '"';
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char tmp[8];
+		size_t tl;
+
+		if (ch == '"' || ch == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)ch;
+			tl = 2;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			snprintf(tmp, sizeof(tmp), "\\x%02x", ch);
+			tl = 4;
+		} else {
+			tmp[0] = (char)ch;
+			tl = 1;
+		}
+		if (o + tl + 5 > len) {		/* room for ...", NUL */
+			size_t lead = o;
+
+			while (lead > 1 && ((unsigned char)buf[lead - 1] & 0xc0) == 0x80)
+				lead--;
+			/* A character whose lead byte says it is longer than
+			 * what was copied of it goes; a whole one stays. */
+			if (lead > 1 && ((unsigned char)buf[lead - 1] & 0xc0) == 0xc0) {
+				unsigned char b = (unsigned char)buf[lead - 1];
+				size_t need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+
+				if (o - (lead - 1) < need)
+					o = lead - 1;
+			}
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		memcpy(buf + o, tmp, tl);
+		o += tl;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}

@@ -477,6 +477,7 @@ on_health(size_t provider, enum health_event ev, const char *reason, void *data)
 static int
 provider_arg(struct uplinkd *d, const struct ctl_request *req, char *err, size_t errlen)
 {
+	char q[LOG_QUOTE_MAX];
 	int i;
 
 	if (req->argc != 1) {
@@ -484,7 +485,7 @@ provider_arg(struct uplinkd *d, const struct ctl_request *req, char *err, size_t
 		return -1;
 	}
 	if ((i = config_provider_index(d->cfg, req->argv[0])) < 0) {
-		snprintf(err, errlen, "no provider named \"%s\"", req->argv[0]);
+		snprintf(err, errlen, "no provider named %s", log_quote(req->argv[0], q, sizeof(q)));
 		return -1;
 	}
 	return i;
@@ -960,8 +961,10 @@ ctl_drill(const struct ctl_request *req, struct emit *out, char *err, size_t err
 		secs = strtoul(req->argv[1], &end, 10);
 		if (errno || *end || req->argv[1][0] == '\0' || req->argv[1][0] == '-' ||
 		    secs == 0 || secs > UPLINKD_STEP_DOWN_MAX_S) {
-			snprintf(err, errlen, "step-down: \"%s\" is not a number of seconds "
-			    "(1..%d)", req->argv[1], UPLINKD_STEP_DOWN_MAX_S);
+			char q[LOG_QUOTE_MAX];
+
+			snprintf(err, errlen, "step-down: %s is not a number of seconds "
+			    "(1..%d)", log_quote(req->argv[1], q, sizeof(q)), UPLINKD_STEP_DOWN_MAX_S);
 			return CTL_USAGE;
 		}
 		if (!d->cfg->has_sync) {

@@ -252,12 +252,14 @@ report_flows(const struct ctl_request *req, struct emit *out, char *err, size_t 
 {
 	struct uplinkd *d = data;
 	struct flows_walk w = { d, out, -1, REPORT_FLOWS_DEFAULT_LIMIT, 0, 0 };
+	char q[LOG_QUOTE_MAX];
 
 	for (int i = 0; i < req->argc; i++) {
 		if (strcmp(req->argv[i], "--provider") == 0 && i + 1 < req->argc) {
 			w.provider = config_provider_index(d->cfg, req->argv[++i]);
 			if (w.provider < 0) {
-				snprintf(err, errlen, "no provider named \"%s\"", req->argv[i]);
+				snprintf(err, errlen, "no provider named %s",
+				    log_quote(req->argv[i], q, sizeof(q)));
 				return CTL_USAGE;
 			}
 		} else if (strcmp(req->argv[i], "--limit") == 0 && i + 1 < req->argc) {
@@ -266,11 +268,13 @@ report_flows(const struct ctl_request *req, struct emit *out, char *err, size_t 
 			errno = 0;
 			w.limit = strtoull(req->argv[++i], &end, 10);
 			if (errno || *end || req->argv[i][0] == '\0' || req->argv[i][0] == '-') {
-				snprintf(err, errlen, "--limit: \"%s\" is not a count", req->argv[i]);
+				snprintf(err, errlen, "--limit: %s is not a count",
+				    log_quote(req->argv[i], q, sizeof(q)));
 				return CTL_USAGE;
 			}
 		} else {
-			snprintf(err, errlen, "unexpected argument \"%s\"", req->argv[i]);
+			snprintf(err, errlen, "unexpected argument %s",
+			    log_quote(req->argv[i], q, sizeof(q)));
 			return CTL_USAGE;
 		}
 	}

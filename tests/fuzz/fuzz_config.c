@@ -6,7 +6,7 @@
  * of config_print() that "uplinkd --print-config" relies on).  Built by
  * tests/fuzz/build.sh.
  *
- * FUZZ_SOURCES: daemon/config.c daemon/netaddr.c
+ * FUZZ_SOURCES: daemon/config.c daemon/netaddr.c daemon/log.c
  * FUZZ_PKGS: yaml-0.1
  */
 #include <stdint.h>
