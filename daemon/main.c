@@ -1282,6 +1282,11 @@ run(struct uplinkd *d)
 		    d->cfg->queue.first + d->cfg->queue.count - 1);
 	}
 	check_sysctl("/proc/sys/net/ipv4/ip_forward", "1", "the node does not forward");
+	if (d->cfg->has_sync)
+		check_sysctl("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal", "1",
+		    "a TCP connection whose packets crossed the peer for a moment (both nodes "
+		    "master in a VRRP blip, a stale ARP entry) falls out of this node's window "
+		    "tracking and stalls");
 	n = (long)flows_count(d->flows);
 	ctl_register(d->ctl, CTL_DRAIN, ctl_drain, d);
 	ctl_register(d->ctl, CTL_UNDRAIN, ctl_drain, d);

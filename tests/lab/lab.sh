@@ -238,7 +238,15 @@ _lab_gw() {
 		_lab_do ip -n "$ns" addr add "10.0.0.$((n + 1))/24" dev lan0 &&
 		_lab_do ip -n "$ns" addr add "198.51.100.$((n + 1))/24" dev wan0 &&
 		_lab_do ip -n "$ns" addr add "203.0.113.$((n + 1))/24" dev wan1 &&
-		_lab_sysctl "$ns" net.ipv4.ip_forward=1
+		_lab_sysctl "$ns" net.ipv4.ip_forward=1 &&
+		_lab_gw_conntrack "$ns"
+}
+
+# What deploy/roles/uplinkd/templates/sysctl.conf.j2 sets for conntrack
+# (its net.netfilter sysctls exist once the module is loaded).
+_lab_gw_conntrack() {
+	modprobe -q nf_conntrack 2>/dev/null
+	_lab_sysctl "$1" net.netfilter.nf_conntrack_tcp_be_liberal=1
 }
 
 # A provider router: down0 on the provider bridge, up0 to the server, and
@@ -404,6 +412,18 @@ lab_traffic_check() {
 lab_traffic_records() {
 	awk '$1 == "tcp" && $2 != "id=-" { for (i = 3; i <= NF; i++) if ($i ~ /^records=/) { split($i, r, "="); t += r[2] } } END { print t + 0 }' \
 		"$LAB_DIR/server.report"
+}
+
+# TCP connections of the last report whose records did not grow since the
+# report saved in FILE (each long-lived connection exchanges a few a second).
+lab_traffic_stalled() {
+	awk '
+		function recs(    i, r) { for (i = 3; i <= NF; i++) if ($i ~ /^records=/) { split($i, r, "="); return r[2] + 0 } return -1 }
+		$1 != "tcp" || $2 == "id=-" { next }
+		FNR == NR { before[$2] = recs(); next }
+		($2 in before) && recs() <= before[$2] { n++ }
+		END { print n + 0 }
+	' "${1:?usage: lab_traffic_stalled FILE}" "$LAB_DIR/server.report"
 }
 
 lab_leaks() {
