@@ -313,6 +313,34 @@ report_sync_cmd(const struct ctl_request *req, struct emit *out, char *err, size
 	return CTL_OK;
 }
 
+/* The pair's part of the metrics: sync, role, and the standby's writes
+ * of the peer's flows into the kernel. */
+static void
+report_metrics_ha(const struct uplinkd *d, FILE *f)
+{
+	struct ct_write_stats w;
+
+	if (d->session != NULL)
+		session_metrics(d->session, f);
+	ha_metrics(d->ha, f);
+	ct_get_write_stats(d->ct, &w);
+	fprintf(f, "# HELP uplinkd_kernel_writes_total The peer's flows written into this node's "
+	    "conntrack table (hot standby), by result.\n"
+	    "# TYPE uplinkd_kernel_writes_total counter\n"
+	    "uplinkd_kernel_writes_total{result=\"created\"} %llu\n"
+	    "uplinkd_kernel_writes_total{result=\"updated\"} %llu\n"
+	    "uplinkd_kernel_writes_total{result=\"deleted\"} %llu\n"
+	    "uplinkd_kernel_writes_total{result=\"conflict\"} %llu\n"
+	    "uplinkd_kernel_writes_total{result=\"not_found\"} %llu\n"
+	    "uplinkd_kernel_writes_total{result=\"failed\"} %llu\n"
+	    "# HELP uplinkd_kernel_writes_backlog The peer's flows waiting to be written.\n"
+	    "# TYPE uplinkd_kernel_writes_backlog gauge\nuplinkd_kernel_writes_backlog %zu\n",
+	    (unsigned long long)w.created, (unsigned long long)w.updated,
+	    (unsigned long long)w.deleted, (unsigned long long)w.conflicts,
+	    (unsigned long long)w.not_found, (unsigned long long)(w.failed + w.enobufs),
+	    backlog_len(d->backlog));
+}
+
 /* Prometheus text exposition format. */
 static enum ctl_status
 report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
@@ -402,6 +430,7 @@ report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_
 	    (unsigned long long)cs.events_new, (unsigned long long)cs.events_destroy,
 	    (unsigned long long)cs.enobufs, (unsigned long long)d->resyncs,
 	    (unsigned long long)d->flows_full);
+	report_metrics_ha(d, f);
 	if (fclose(f) != 0) {
 		free(text);
 		snprintf(err, errlen, "out of memory");

@@ -405,3 +405,16 @@ ha_report(const struct ha *ha, struct emit *out, int64_t now_ms, bool detail)
 	emit_str(out, "last_transition", ha->last_reason[0] ? ha->last_reason : NULL);
 	emit_object_end(out);
 }
+
+void
+ha_metrics(const struct ha *ha, FILE *f)
+{
+	fprintf(f, "# HELP uplinkd_ha_role The role keepalived gave this node (1 for the current one).\n"
+	    "# TYPE uplinkd_ha_role gauge\n");
+	for (size_t i = 0; i < sizeof(ha_names) / sizeof(ha_names[0]); i++)
+		fprintf(f, "uplinkd_ha_role{role=\"%s\"} %d\n", ha_names[i], (size_t)ha->role == i);
+	fprintf(f, "# HELP uplinkd_ha_ready Ready to take over: nothing lowers the VRRP priority.\n"
+	    "# TYPE uplinkd_ha_ready gauge\nuplinkd_ha_ready %d\n"
+	    "# TYPE uplinkd_ha_transitions_total counter\nuplinkd_ha_transitions_total %llu\n",
+	    ha_ready(ha), (unsigned long long)ha->transitions);
+}

@@ -51,6 +51,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "emit.h"
@@ -132,6 +133,8 @@ int64_t ha_step_down_until(const struct ha *ha, int64_t now_ms);
 /* Fields for `status` (role, since) and `ha` detail (track file, value,
  * reason, transitions). */
 void ha_report(const struct ha *ha, struct emit *out, int64_t now_ms, bool detail);
+/* The same for `uplinkctl metrics`: Prometheus text into f. */
+void ha_metrics(const struct ha *ha, FILE *f);
 
 /* The track file path for cfg (into buf); -1 with ENAMETOOLONG. */
 int ha_track_path(const struct config *cfg, char *buf, size_t len);

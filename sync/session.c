@@ -1075,10 +1075,9 @@ on_tick(void *data)
 		log_info("sync: the peer's %llu flows fit in the flow table again: asking for "
 		    "its bulk", (unsigned long long)s->peer_flows_own);
 		s->rx_refill_ms = now;
-		s->want_bulk_from_peer = true;
+		s->want_bulk_from_peer = true;	/* session_flush sends it */
 	}
-	if (session_connected(s) && (s->want_bulk_from_peer ||
-	    now - s->last_hb_ms >= SESSION_HEARTBEAT_MS))
+	if (session_connected(s) && now - s->last_hb_ms >= SESSION_HEARTBEAT_MS)
 		send_heartbeat(s);
 	return SESSION_TICK_MS;
 }
@@ -1243,6 +1242,33 @@ session_state_name(const struct session *s, const struct channel_stats *cs)
 	return "disconnected";
 }
 
+/* Every reason the channel or the session refused something the network
+ * sent, in the order `uplinkctl sync` shows them: auth first. */
+#define SESSION_REJECTIONS 10
+struct rejection {
+	const char *name;
+	uint64_t count;
+};
+
+static void
+rejections(const struct session *s, const struct channel_stats *cs,
+    const struct session_stats *st, struct rejection *r)
+{
+	const struct frame_stats *f = &s->fst;
+	size_t n = 0;
+
+	r[n++] = (struct rejection){ "auth", cs->auth_failures };
+	r[n++] = (struct rejection){ "bad_magic", f->bad_magic };
+	r[n++] = (struct rejection){ "bad_version", f->bad_version };
+	r[n++] = (struct rejection){ "bad_type", f->bad_type };
+	r[n++] = (struct rejection){ "oversized", f->oversized };
+	r[n++] = (struct rejection){ "truncated", f->truncated };
+	r[n++] = (struct rejection){ "undecodable", f->undecodable };
+	r[n++] = (struct rejection){ "out_of_order", f->out_of_order };
+	r[n++] = (struct rejection){ "hello", st->hello_refused };
+	r[n++] = (struct rejection){ "accept_refused", cs->accept_refused };
+}
+
 void
 session_report(const struct session *s, const struct config *cfg, struct emit *out,
     bool detail)
@@ -1287,15 +1313,11 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	emit_u64(out, "auth", cs.auth_failures);
 	emit_u64(out, "bad_frame", bad_frame);
 	if (detail) {
-		emit_u64(out, "bad_magic", f->bad_magic);
-		emit_u64(out, "bad_version", f->bad_version);
-		emit_u64(out, "bad_type", f->bad_type);
-		emit_u64(out, "oversized", f->oversized);
-		emit_u64(out, "truncated", f->truncated);
-		emit_u64(out, "undecodable", f->undecodable);
-		emit_u64(out, "out_of_order", f->out_of_order);
-		emit_u64(out, "hello", st.hello_refused);
-		emit_u64(out, "accept_refused", cs.accept_refused);
+		struct rejection r[SESSION_REJECTIONS];
+
+		rejections(s, &cs, &st, r);
+		for (size_t i = 1; i < SESSION_REJECTIONS; i++)
+			emit_u64(out, r[i].name, r[i].count);
 	}
 	emit_object_end(out);
 	if (!detail)
@@ -1442,4 +1464,61 @@ session_destroy(struct session *s)
 	free(s->kptr);
 	free(s->buf);
 	free(s);
+}
+
+void
+session_metrics(const struct session *s, FILE *f)
+{
+	struct rejection r[SESSION_REJECTIONS];
+	struct channel_stats cs;
+	struct session_stats st;
+
+	channel_get_stats(s->ch, &cs);
+	session_get_stats(s, &st);
+	session_get_lag(s, &st);
+	fprintf(f, "# HELP uplinkd_sync_connected The sync peer is connected and has said hello.\n"
+	    "# TYPE uplinkd_sync_connected gauge\nuplinkd_sync_connected %d\n"
+	    "# HELP uplinkd_sync_in_sync Both bulks are complete and none of the peer's flows is "
+	    "missing here.\n"
+	    "# TYPE uplinkd_sync_in_sync gauge\nuplinkd_sync_in_sync %d\n",
+	    st.connected, st.in_sync);
+	if (st.lag_samples > 0)
+		fprintf(f, "# HELP uplinkd_sync_lag_seconds Local conntrack event to the peer's "
+		    "acknowledgement, less the time the peer held it, over the last minute.\n"
+		    "# TYPE uplinkd_sync_lag_seconds gauge\n"
+		    "uplinkd_sync_lag_seconds{quantile=\"0.5\"} %.6f\n"
+		    "uplinkd_sync_lag_seconds{quantile=\"0.99\"} %.6f\n",
+		    st.lag_p50_ms / 1000, st.lag_p99_ms / 1000);
+	fprintf(f, "# HELP uplinkd_sync_changes_total Flow upserts and deletes sent to and received "
+	    "from the peer.\n# TYPE uplinkd_sync_changes_total counter\n"
+	    "uplinkd_sync_changes_total{direction=\"sent\",kind=\"upsert\"} %llu\n"
+	    "uplinkd_sync_changes_total{direction=\"sent\",kind=\"delete\"} %llu\n"
+	    "uplinkd_sync_changes_total{direction=\"received\",kind=\"upsert\"} %llu\n"
+	    "uplinkd_sync_changes_total{direction=\"received\",kind=\"delete\"} %llu\n"
+	    "# HELP uplinkd_sync_bulks_total Complete bulk resends, ours acknowledged and the peer's.\n"
+	    "# TYPE uplinkd_sync_bulks_total counter\n"
+	    "uplinkd_sync_bulks_total{direction=\"sent\"} %llu\n"
+	    "uplinkd_sync_bulks_total{direction=\"received\"} %llu\n"
+	    "# TYPE uplinkd_sync_reconnects_total counter\nuplinkd_sync_reconnects_total %llu\n"
+	    "# HELP uplinkd_sync_overflows_total Times the pending set or the send queue was full "
+	    "and a bulk replaced the backlog.\n"
+	    "# TYPE uplinkd_sync_overflows_total counter\nuplinkd_sync_overflows_total %llu\n"
+	    "# HELP uplinkd_sync_pending Changes waiting to be sent.\n"
+	    "# TYPE uplinkd_sync_pending gauge\nuplinkd_sync_pending %llu\n"
+	    "# HELP uplinkd_sync_cache_full_total Peer flows the full flow table refused.\n"
+	    "# TYPE uplinkd_sync_cache_full_total counter\nuplinkd_sync_cache_full_total %llu\n"
+	    "# HELP uplinkd_sync_missing Peer flows refused since the peer's last bulk began.\n"
+	    "# TYPE uplinkd_sync_missing gauge\nuplinkd_sync_missing %llu\n",
+	    (unsigned long long)st.upserts_sent, (unsigned long long)st.deletes_sent,
+	    (unsigned long long)st.upserts_received, (unsigned long long)st.deletes_received,
+	    (unsigned long long)st.bulks_completed, (unsigned long long)st.bulks_received,
+	    (unsigned long long)cs.reconnects, (unsigned long long)st.overflows,
+	    (unsigned long long)st.pending, (unsigned long long)st.cache_full,
+	    (unsigned long long)st.rx_missing);
+	fprintf(f, "# HELP uplinkd_sync_rejected_total What the sync channel refused, by reason.\n"
+	    "# TYPE uplinkd_sync_rejected_total counter\n");
+	rejections(s, &cs, &st, r);
+	for (size_t i = 0; i < SESSION_REJECTIONS; i++)
+		fprintf(f, "uplinkd_sync_rejected_total{reason=\"%s\"} %llu\n", r[i].name,
+		    (unsigned long long)r[i].count);
 }

@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "emit.h"
@@ -152,5 +153,7 @@ void session_get_lag(const struct session *s, struct session_stats *out);
  * (no sync configured) emits the object of a node that runs alone. */
 void session_report(const struct session *s, const struct config *cfg,
     struct emit *out, bool detail);
+/* The same for `uplinkctl metrics`: Prometheus text into f. */
+void session_metrics(const struct session *s, FILE *f);
 
 #endif

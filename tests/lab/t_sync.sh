@@ -227,6 +227,16 @@ sys.exit(0 if s(sys.argv[1]) == s(sys.argv[2]) else 1)
 PY
 ok $? "the hostile clients changed 0 entries in gw2's cache ($(compare))"
 ok $r "the pair is back in sync"
+lab_uplinkctl gw1 metrics >"$LAB_DIR/metrics1.txt"
+lab_uplinkctl gw2 metrics >"$LAB_DIR/metrics2.txt"
+metric() { awk -v k="$2" '$1 == k { print $2 }' "$LAB_DIR/metrics$1.txt"; }
+[ "$(metric 1 uplinkd_sync_in_sync)" = 1 ] && [ "$(metric 2 uplinkd_sync_in_sync)" = 1 ] &&
+	[ "$(metric 1 'uplinkd_ha_role{role="master"}')" = 1 ] &&
+	[ "$(metric 2 'uplinkd_ha_role{role="backup"}')" = 1 ] &&
+	[ -n "$(metric 1 'uplinkd_sync_lag_seconds{quantile="0.99"}')" ] &&
+	[ "$(metric 2 'uplinkd_sync_rejected_total{reason="undecodable"}')" = "$undec" ] &&
+	[ "$(metric 2 'uplinkd_sync_rejected_total{reason="auth"}')" -ge 2 ]
+ok $? "uplinkctl metrics: both in sync, gw1 master, gw2 backup, gw1's lag, gw2's rejections ($undec undecodable, $(metric 2 'uplinkd_sync_rejected_total{reason="auth"}') auth)"
 
 # --- a reload on the standby: the kernel's
 # copies of gw1's flows (hot standby) must stay gw1's ---

@@ -530,6 +530,23 @@ main(void)
 	    "lag measured: p50 %.3f ms, p99 %.3f ms over %llu batches", s1.lag_p50_ms, s1.lag_p99_ms,
 	    (unsigned long long)s1.lag_samples);
 
+	{
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+
+		session_metrics(gw2.s, f);
+		fclose(f);
+		tap_ok(text && strstr(text, "\nuplinkd_sync_connected 1\n") &&
+		    strstr(text, "\nuplinkd_sync_in_sync 1\n") &&
+		    strstr(text, "uplinkd_sync_changes_total{direction=\"received\",kind=\"upsert\"} 21000\n") &&
+		    strstr(text, "uplinkd_sync_rejected_total{reason=\"auth\"} 0\n") &&
+		    strstr(text, "uplinkd_sync_rejected_total{reason=\"accept_refused\"} 0\n") &&
+		    strstr(text, "\nuplinkd_sync_missing 0\n"),
+		    "metrics: connected, in sync, 21000 upserts received, rejections by reason");
+		free(text);
+	}
+
 	/* Coalescing: three changes to one flow, then a create+delete, in one
 	 * loop iteration: one upsert and one delete go out. */
 	before = stats(&gw1).upserts_sent + stats(&gw1).deletes_sent;
