@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "log.h"
 #include "notify.h"
 #include "rules.h"
@@ -58,7 +59,8 @@ usage(FILE *out)
 "  -V, --version       show the version\n"
 "\n"
 "Signals: SIGTERM/SIGINT stop and remove everything uplinkd installed;\n"
-"SIGHUP reloads the configuration (a file with errors keeps the running one).\n"
+"SIGHUP reloads the configuration and the sync channel's TLS files (a file with\n"
+"errors, or TLS files that do not load, keep the running ones).\n"
 "Control: uplinkctl(8) talks to the daemon over its control socket.\n"
 "Exit status: 0 on a clean stop or a valid check, 1 on failure, 2 on bad usage.\n");
 }
@@ -1074,6 +1076,10 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		goto fail;
 	if (strcmp(ncfg->control.socket, ocfg->control.socket) != 0)
 		log_warnx("reload: control.socket changed; the new path takes effect at restart");
+	/* Unusable TLS files would leave the pair without its channel at the
+	 * next connection: refuse them now, while the old ones still serve. */
+	if (ncfg->has_sync && channel_check_tls(ncfg, err, errlen) == -1)
+		goto fail;
 	if ((nsched = sched_create(ncfg)) == NULL ||
 	    (nhealth = health_create(d->loop, ncfg, on_health, d)) == NULL) {
 		snprintf(err, errlen, "reload: %s", strerror(errno));

@@ -645,7 +645,9 @@ static const struct command commands[] = {
 	{
 		"sync", CTL_SYNC, "show the peer sync, or start a resync",
 		"sync [--resync]",
-		"    Shows the state of the sync channel to the peer node.  With\n"
+		"    Shows the state of the sync channel to the peer node, with\n"
+		"    when this node's, the CA's and the peer's certificates expire\n"
+		"    (cert_, ca_, peer_cert_expires and _days_left).  With\n"
 		"    --resync, asks the peer for a full transfer of its flows\n"
 		"    (bulk resync) and sends ours.\n",
 		"    --resync\n"
@@ -681,7 +683,10 @@ static const struct command commands[] = {
 		"reload",
 		"    Reads the configuration file again and switches to it only\n"
 		"    when it is valid (like SIGHUP); otherwise the errors are\n"
-		"    reported and the running configuration stays.\n",
+		"    reported and the running configuration stays.  The sync\n"
+		"    channel's TLS files are read again too (renewed\n"
+		"    certificates): the connection that is up stays up, the next\n"
+		"    one uses them; files that do not load fail the reload.\n",
 		NULL, parse_none, NULL,
 	},
 	{

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -102,6 +103,7 @@ struct channel {
 	int64_t refuse_log_ms;		/* last refusal logged at warning level */
 	uint64_t refuse_quiet;		/* refusals since, logged at debug only */
 	struct ev_timer *dial_timer;
+	struct ev_timer *lifetime_timer;	/* the daily certificate check */
 	struct chan_conn *pending[CHANNEL_MAX_PENDING];
 	struct chan_conn *dial;		/* outbound, not yet up */
 	struct chan_conn *up;
@@ -117,6 +119,53 @@ static void conn_handshake(struct chan_conn *c);
 static void conn_read(struct chan_conn *c);
 static void conn_flush(struct chan_conn *c);
 static void dial_schedule(struct channel *ch);
+
+/* A certificate's notAfter as Unix seconds; 0 if it cannot be read. */
+static int64_t
+cert_not_after(const X509 *x)
+{
+	const ASN1_TIME *t = x ? X509_get0_notAfter(x) : NULL;
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/* "2027-03-01 12:00 UTC" */
+static const char *
+utc_str(int64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%d %H:%M UTC", &tm) == 0)
+		snprintf(buf, len, "@%lld", (long long)t);
+	return buf;
+}
+
+/*
+ * An expired certificate costs nothing while the connection it
+ * authenticated stays up: TLS checks dates at the handshake only.  The
+ * pair would fail at the next reconnect, a network blip or a restart,
+ * possibly at 3 a.m.  So the log says so well before, and again every day.
+ */
+static void
+lifetime_warn(const char *what, const char *file, int64_t not_after, int64_t now)
+{
+	char when[40];
+	int64_t left = not_after - now;
+
+	if (not_after == 0 || left > (int64_t)CHANNEL_CERT_WARN_DAYS * 86400)
+		return;
+	utc_str(not_after, when, sizeof(when));
+	if (left <= 0)
+		log_warnx("channel: %s %s expired on %s: the peer refuses it at the next "
+		    "connection; renew it and reload", what, file, when);
+	else
+		log_warnx("channel: %s %s expires on %s, in %.1f days: renew it and reload "
+		    "before then", what, file, when, (double)left / 86400);
+}
 
 static void
 chan_enter(struct channel *ch)
@@ -399,6 +448,9 @@ conn_up(struct chan_conn *c)
 		snprintf(ch->st.peer_cn, sizeof(ch->st.peer_cn), "%s", ch->cfg->sync.tls.peer_name);
 	log_info("channel: authenticated connection %s %s (%s, %s, peer %s)", conn_dir(c),
 	    c->addr, ch->st.tls_version, ch->st.cipher, ch->st.peer_cn);
+	ch->st.peer_cert_not_after = cert_not_after(peer);
+	lifetime_warn("the certificate of peer", ch->st.peer_cn, ch->st.peer_cert_not_after,
+	    (int64_t)time(NULL));
 	ch->on_event(CHANNEL_EV_UP, ch->data);
 }
 
@@ -952,21 +1004,41 @@ chan_listen(struct channel *ch)
 	return 0;
 }
 
+/* The reason OpenSSL gives for a file it could not use: for a missing or
+ * unreadable file the root cause is the errno. */
 static void
-ssl_log(const char *what, const char *file)
+ssl_reason(const char *what, const char *file, char *err, size_t errlen)
 {
 	unsigned long first = ERR_peek_error(), e = ERR_peek_last_error();
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
 
-	/* A missing or unreadable file: the root cause is the errno. */
 	if (first != 0 && ERR_SYSTEM_ERROR(first))
 		r = strerror(ERR_GET_REASON(first));
-	log_warnx("channel: %s %s: %s", what, file, r ? r : "failed");
+	snprintf(err, errlen, "%s %s: %s", what, file, r ? r : "failed");
 	ERR_clear_error();
 }
 
+/* The first of the CA file's certificates to expire: after it, the
+ * chains it signed stop verifying. */
+static int64_t
+ca_not_after(SSL_CTX *ctx)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+	int64_t first = 0;
+
+	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		int64_t t = cert_not_after(X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i)));
+
+		if (t != 0 && (first == 0 || t < first))
+			first = t;
+	}
+	return first;
+}
+
+/* The context every connection is made from.  NULL with the reason
+ * ("sync.tls.cert FILE: ...") in err. */
 static SSL_CTX *
-chan_ctx(const struct config *cfg)
+chan_ctx(const struct config *cfg, char *err, size_t errlen)
 {
 	const struct cfg_tls *tls = &cfg->sync.tls;
 	SSL_CTX *ctx;
@@ -974,11 +1046,11 @@ chan_ctx(const struct config *cfg)
 
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_method())) == NULL) {
-		ssl_log("SSL_CTX_new", "");
+		ssl_reason("SSL_CTX_new", "", err, errlen);
 		return NULL;
 	}
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1) {
-		ssl_log("cannot require", "TLSv1.3");
+		ssl_reason("cannot require", "TLSv1.3", err, errlen);
 		goto fail;
 	}
 	/* Every connection is authenticated in full: no tickets, no
@@ -994,20 +1066,21 @@ chan_ctx(const struct config *cfg)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, 4);
 	if (SSL_CTX_load_verify_locations(ctx, tls->ca, NULL) != 1) {
-		ssl_log("sync.tls.ca", tls->ca);
+		ssl_reason("sync.tls.ca", tls->ca, err, errlen);
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1) {
-		ssl_log("sync.tls.cert", tls->cert);
+		ssl_reason("sync.tls.cert", tls->cert, err, errlen);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1) {
-		ssl_log("sync.tls.key", tls->key);
+	if (SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1 &&
+	    ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+		ssl_reason("sync.tls.key", tls->key, err, errlen);
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
-		log_warnx("channel: sync.tls.key %s does not match sync.tls.cert %s", tls->key,
+		snprintf(err, errlen, "sync.tls.key %s does not match sync.tls.cert %s", tls->key,
 		    tls->cert);
 		goto fail;
 	}
@@ -1025,11 +1098,72 @@ fail:
 	return NULL;
 }
 
+static void
+chan_lifetimes_check(const struct channel *ch)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	lifetime_warn("sync.tls.cert", ch->cfg->sync.tls.cert, ch->st.cert_not_after, now);
+	lifetime_warn("the CA certificate in sync.tls.ca", ch->cfg->sync.tls.ca,
+	    ch->st.ca_not_after, now);
+}
+
+static int64_t
+chan_on_lifetime_timer(void *data)
+{
+	chan_lifetimes_check(data);
+	return 86400 * 1000;
+}
+
+/* ctx becomes the one new connections are made from. */
+static void
+chan_use_ctx(struct channel *ch, SSL_CTX *ctx)
+{
+	/* A live connection holds its own reference to the old one. */
+	SSL_CTX_free(ch->ctx);
+	ch->ctx = ctx;
+	ch->st.cert_not_after = cert_not_after(SSL_CTX_get0_certificate(ctx));
+	ch->st.ca_not_after = ca_not_after(ctx);
+	chan_lifetimes_check(ch);
+}
+
+int
+channel_check_tls(const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (cfg == NULL || !cfg->has_sync) {
+		snprintf(err, errlen, "no sync section");
+		return -1;
+	}
+	if ((ctx = chan_ctx(cfg, err, errlen)) == NULL)
+		return -1;
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+int
+channel_reload_tls(struct channel *ch, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = chan_ctx(ch->cfg, err, errlen);
+	char when[40];
+
+	if (ctx == NULL)
+		return -1;
+	chan_use_ctx(ch, ctx);
+	log_info("channel: TLS files read again, the certificate valid until %s: the next "
+	    "connection uses them, the one up stays", utc_str(ch->st.cert_not_after, when,
+	    sizeof(when)));
+	return 0;
+}
+
 struct channel *
 channel_create(struct ev_loop *loop, const struct config *cfg,
     channel_event_cb on_event, channel_data_cb on_data, void *data)
 {
 	struct channel *ch;
+	char err[CHANNEL_ERR_MAX];
+	SSL_CTX *ctx;
 	int saved;
 
 	if (loop == NULL || cfg == NULL || !cfg->has_sync || on_event == NULL || on_data == NULL) {
@@ -1050,13 +1184,21 @@ channel_create(struct ev_loop *loop, const struct config *cfg,
 	if (strcmp(cfg->node, cfg->sync.tls.peer_name) == 0)
 		log_warnx("channel: node and sync.tls.peer_name are both \"%s\": nobody will dial",
 		    cfg->node);
-	if ((ch->ctx = chan_ctx(cfg)) == NULL) {
+	if ((ctx = chan_ctx(cfg, err, sizeof(err))) == NULL) {
+		log_warnx("channel: %s", err);
 		free(ch);
 		errno = EINVAL;
 		return NULL;
 	}
-	if (chan_listen(ch) == -1) {
+	chan_use_ctx(ch, ctx);
+	if (chan_listen(ch) == -1 ||
+	    (ch->lifetime_timer = ev_timer_add(loop, 86400 * 1000, chan_on_lifetime_timer,
+	    ch)) == NULL) {
 		saved = errno;
+		if (ch->lfd != -1) {
+			ev_fd_del(loop, ch->lfd);
+			close(ch->lfd);
+		}
 		SSL_CTX_free(ch->ctx);
 		free(ch);
 		errno = saved;
@@ -1067,6 +1209,7 @@ channel_create(struct ev_loop *loop, const struct config *cfg,
 		ch->dial_timer = ev_timer_add(loop, 0, dial_on_timer, ch);
 		if (ch->dial_timer == NULL) {
 			saved = errno;
+			ev_timer_del(loop, ch->lifetime_timer);
 			ev_fd_del(loop, ch->lfd);
 			close(ch->lfd);
 			SSL_CTX_free(ch->ctx);
@@ -1093,6 +1236,8 @@ channel_destroy(struct channel *ch)
 		conn_close(ch->up);
 	ev_timer_del(ch->loop, ch->dial_timer);
 	ch->dial_timer = NULL;
+	ev_timer_del(ch->loop, ch->lifetime_timer);
+	ch->lifetime_timer = NULL;
 	if (ch->lfd != -1) {
 		ev_fd_del(ch->loop, ch->lfd);
 		close(ch->lfd);

@@ -34,6 +34,10 @@
 #include "ev.h"
 
 #define CHANNEL_MAX_QUEUED (64u << 20)
+/* The log warns, daily, when a certificate expires within this many days. */
+#define CHANNEL_CERT_WARN_DAYS 30
+/* Room for a reason naming a TLS file. */
+#define CHANNEL_ERR_MAX 512
 
 enum channel_state {
 	CHANNEL_IDLE,		/* not connected; dialing or waiting to be dialed */
@@ -67,6 +71,10 @@ struct channel_stats {
 					 * or reset by the peer's end (its
 					 * daemon exited), not timed out or
 					 * dropped here */
+	/* When the certificates stop being valid, Unix seconds (0: unknown):
+	 * ours and the first of the CA file's as last loaded, the peer's of
+	 * the last authenticated connection. */
+	int64_t cert_not_after, ca_not_after, peer_cert_not_after;
 };
 
 struct channel;
@@ -77,7 +85,9 @@ typedef void (*channel_data_cb)(const uint8_t *buf, size_t len, void *data);
 /*
  * Loads the TLS material and starts listening (and dialing, if we are the
  * lower name).  cfg must outlive the channel and have has_sync.  NULL with
- * errno on failure, with the reason (file, OpenSSL error) logged.
+ * errno on failure, with the reason (file, OpenSSL error) logged.  A
+ * certificate that expires within CHANNEL_CERT_WARN_DAYS is warned about
+ * now and every day after.
  */
 struct channel *channel_create(struct ev_loop *loop, const struct config *cfg,
     channel_event_cb on_event, channel_data_cb on_data, void *data);
@@ -100,6 +110,14 @@ void channel_get_stats(const struct channel *ch, struct channel_stats *out);
  * one's (the caller compares; a different sync section needs a new
  * channel). */
 void channel_set_config(struct channel *ch, const struct config *cfg);
+/* Loads cfg's TLS files as channel_create() would, to check them before
+ * a reload commits: 0, or -1 with the reason ("sync.tls.cert FILE: ...")
+ * in err. */
+int channel_check_tls(const struct config *cfg, char *err, size_t errlen);
+/* Reads the TLS files again (renewed under the same paths): connections
+ * made from now on use them, the one that is up stays up.  0, or -1 with
+ * the reason in err and the files loaded before still in use. */
+int channel_reload_tls(struct channel *ch, char *err, size_t errlen);
 /* For tests: how long a connection may take from TCP accept/connect to
  * authentication (default 5000 ms); applies to connections started later. */
 void channel_set_handshake_timeout(struct channel *ch, int ms);

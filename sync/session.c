@@ -1169,12 +1169,18 @@ session_set_providers(struct session *s, const enum session_health *health,
 int
 session_set_config(struct session *s, const struct config *cfg)
 {
+	char err[CHANNEL_ERR_MAX];
+
 	if (!config_sync_equal(s->cfg, cfg)) {
 		errno = EINVAL;
 		return -1;
 	}
 	s->cfg = cfg;
 	channel_set_config(s->ch, cfg);
+	/* Renewed certificates under the same paths.  The caller checked
+	 * the files (channel_check_tls); failing now is a file changed since. */
+	if (channel_reload_tls(s->ch, err, sizeof(err)) == -1)
+		log_warnx("sync: %s; the channel keeps the TLS files it had", err);
 	s->prov_dirty = true;
 	memset(s->prov_health, 0, sizeof(s->prov_health));
 	memset(s->prov_draining, 0, sizeof(s->prov_draining));
@@ -1230,6 +1236,28 @@ emit_ms(struct emit *out, const char *key, double ms)
 		emit_null(out, key);
 	else
 		emit_double(out, key, ms, 3);
+}
+
+/* KEY_expires as "2027-03-01T12:00:00Z" and KEY_days_left (negative once
+ * past), both null when unknown. */
+static void
+emit_expiry(struct emit *out, const char *key, int64_t not_after, int64_t now)
+{
+	char k[48], when[32];
+	time_t t = (time_t)not_after;
+	struct tm tm;
+
+	snprintf(k, sizeof(k), "%s_expires", key);
+	if (not_after == 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		emit_null(out, k);
+		snprintf(k, sizeof(k), "%s_days_left", key);
+		emit_null(out, k);
+		return;
+	}
+	emit_str(out, k, when);
+	snprintf(k, sizeof(k), "%s_days_left", key);
+	emit_double(out, k, (double)(not_after - now) / 86400, 1);
 }
 
 static const char *
@@ -1326,6 +1354,13 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	emit_str(out, "tls_version", cs.state == CHANNEL_UP ? cs.tls_version : NULL);
 	emit_str(out, "cipher", cs.state == CHANNEL_UP ? cs.cipher : NULL);
 	emit_str(out, "peer_cn", cs.state == CHANNEL_UP ? cs.peer_cn : NULL);
+	{
+		int64_t now = (int64_t)time(NULL);
+
+		emit_expiry(out, "cert", cs.cert_not_after, now);
+		emit_expiry(out, "ca", cs.ca_not_after, now);
+		emit_expiry(out, "peer_cert", cs.peer_cert_not_after, now);
+	}
 	emit_bool(out, "tx_in_sync", st.tx_in_sync);
 	emit_bool(out, "rx_in_sync", st.rx_in_sync);
 	emit_ms(out, "lag_p50_ms", st.lag_p50_ms);
@@ -1515,6 +1550,18 @@ session_metrics(const struct session *s, FILE *f)
 	    (unsigned long long)cs.reconnects, (unsigned long long)st.overflows,
 	    (unsigned long long)st.pending, (unsigned long long)st.cache_full,
 	    (unsigned long long)st.rx_missing);
+	fprintf(f, "# HELP uplinkd_sync_cert_expiry_timestamp_seconds When a certificate of the "
+	    "sync channel stops being valid: ours, the first of the CA file's, the peer's.\n"
+	    "# TYPE uplinkd_sync_cert_expiry_timestamp_seconds gauge\n");
+	{
+		static const char *const which[] = { "own", "ca", "peer" };
+		const int64_t at[] = { cs.cert_not_after, cs.ca_not_after, cs.peer_cert_not_after };
+
+		for (size_t i = 0; i < 3; i++)
+			if (at[i] != 0)
+				fprintf(f, "uplinkd_sync_cert_expiry_timestamp_seconds{cert=\"%s\"} "
+				    "%lld\n", which[i], (long long)at[i]);
+	}
 	fprintf(f, "# HELP uplinkd_sync_rejected_total What the sync channel refused, by reason.\n"
 	    "# TYPE uplinkd_sync_rejected_total counter\n");
 	rejections(s, &cs, &st, r);

@@ -114,8 +114,9 @@ struct session *session_create(struct ev_loop *loop, const struct config *cfg,
 void session_destroy(struct session *s);
 
 /* A reload's config: 0, or -1 with errno EINVAL when its node or sync
- * section differs (the caller then creates a new session).  Provider
- * indexes may have moved, so the peer is asked for a bulk resend. */
+ * section differs (the caller then creates a new session).  The TLS
+ * files are read again (renewed certificates).  Provider indexes may have
+ * moved, so the peer is asked for a bulk resend. */
 int session_set_config(struct session *s, const struct config *cfg);
 
 /* An own flow appeared or changed / went away (after the flow table was

@@ -204,8 +204,11 @@ ok $? "gw2 holds gw1's $want flows ($(jget gw2 'd["flows"]["peer"]' status))"
 check_flows "before the weight change"
 
 hups1=$(grep -c 'SIGHUP: reloading' "$LAB_DIR/uplinkd-gw1.log")
-pid1=$(cat "$LAB_DIR/uplinkd-gw1.pid")
+pid1=$(cat "$LAB_DIR/uplinkd-gw1.pid") pid2=$(cat "$LAB_DIR/uplinkd-gw2.pid")
 sed -i '0,/weight: 1$/s//weight: 3/' "$INV/group_vars/uplinkd.yml"
+# The same run installs gw2's renewed certificate (re-issued on the
+# control node, 400 days): a reload must read it.
+DAYS=400 "$top/deploy/mkcerts.sh" --force "$LAB_DIR/pki" gw2 >/dev/null 2>&1
 t1=$(date +%s)
 deploy weight
 r=$?
@@ -220,6 +223,11 @@ hups2=$(grep -c 'SIGHUP: reloading' "$LAB_DIR/uplinkd-gw1.log")
 # on daemons that ran when the play started).
 [ "$(cat "$LAB_DIR/uplinkd-gw1.pid")" = "$pid1" ] && [ "$hups1" = 0 ] && [ "$hups2" = 1 ]
 ok $? "uplinkd was reloaded (SIGHUP), not restarted (pid $pid1; SIGHUPs before $hups1, after $hups2)"
+days=$(jget gw2 'd["sync"]["cert_days_left"]' sync)
+[ "$(cat "$LAB_DIR/uplinkd-gw2.pid")" = "$pid2" ] &&
+	python3 -c "import sys; sys.exit(0 if 399 <= ${days:-0} <= 400 else 1)" &&
+	[ "$(jget gw2 'd["sync"]["state"]' sync)" = connected ]
+ok $? "gw2's renewed certificate was read by a reload, not a restart ($days days left, pid $pid2, sync connected)"
 check_flows "after the weight change"
 
 # ---- a new build: both nodes restart in one run, under traffic ----

@@ -148,6 +148,34 @@ lab_exec gw1 conntrack -D -p tcp --state TIME_WAIT >/dev/null 2>&1
 lab_wait_for converged 30
 ok $? "deleted conntrack entries leave both nodes ($(compare))"
 
+# --- a renewed certificate, read by a reload: no reconnect, no restart ---
+connects=$(jget gw1 'd["sync"]["connects"]' sync)
+cp "$PKI/soon/gw2.pem" "$PKI/gw2.pem" && cp "$PKI/soon/gw2.key" "$PKI/gw2.key" &&
+	lab_uplinkctl gw2 reload >/dev/null
+ok $? "uplinkctl reload on gw2 after its certificate was renewed (valid 5 days)"
+days=$(jget gw2 'd["sync"]["cert_days_left"]' sync)
+ok "$(python3 -c "print(0 if 4.9 <= ${days:-0} <= 5 else 1)")" \
+	"... gw2 uses the new certificate ($days days left), the CA $(jget gw2 'd["sync"]["ca_days_left"]' sync) days"
+ok "$([ "$(jget gw1 'd["sync"]["connects"]' sync)" = "$connects" ] &&
+	[ "$(jget gw2 'd["sync"]["state"]' sync)" = connected ] && echo 0 || echo 1)" \
+	"... and the channel stayed up (gw1's connects $connects)"
+grep -q 'sync.tls.cert .* expires on .*, in [45].[0-9] days: renew it' "$LAB_DIR/uplinkd-gw2.log"
+ok $? "gw2's log warns that its certificate expires within 30 days"
+lab_uplinkctl gw2 metrics | grep -q '^uplinkd_sync_cert_expiry_timestamp_seconds{cert="own"} [0-9]'
+ok $? "uplinkctl metrics: the certificate's expiry"
+lab_uplinkctl gw2 sync >"$LAB_DIR/sync2-cert.human" 2>&1
+grep -q 'cert_days_left: [45]\.' "$LAB_DIR/sync2-cert.human"
+ok $? "uplinkctl sync shows the days left ($(grep 'cert_expires' "$LAB_DIR/sync2-cert.human" | head -1 | tr -s ' '))"
+cp "$PKI/gw2.key" "$PKI/gw2.key.good" && cp "$PKI/gw3.key" "$PKI/gw2.key"
+lab_uplinkctl gw2 reload >"$LAB_DIR/reload-badkey.out" 2>&1
+rc=$?
+ok "$([ $rc = 1 ] && grep -q 'sync.tls.key .* does not match' "$LAB_DIR/reload-badkey.out" && echo 0 || echo 1)" \
+	"a reload with a key of another certificate fails (exit $rc: $(head -c 160 "$LAB_DIR/reload-badkey.out"))"
+ok "$([ "$(jget gw2 'd["sync"]["state"]' sync)" = connected ] &&
+	[ "$(jget gw1 'd["sync"]["connects"]' sync)" = "$connects" ] && echo 0 || echo 1)" \
+	"... and the running configuration and channel stay"
+mv "$PKI/gw2.key.good" "$PKI/gw2.key"
+
 # --- cut the sync link for 10 s while flows come and go ---
 lab_exec gw2 iptables -I INPUT -i sync0 -j DROP
 lab_exec gw2 iptables -I OUTPUT -o sync0 -j DROP
@@ -165,6 +193,11 @@ lab_exec gw2 iptables -D OUTPUT -o sync0 -j DROP
 lab_wait_for converged 60
 r=$?
 ok $r "after the link heals the pair converges ($(compare))"
+days=$(jget gw1 'd["sync"]["peer_cert_days_left"]' sync)
+ok "$(python3 -c "print(0 if 4.9 <= ${days:-0} <= 5 else 1)")" \
+	"the new connection carries gw2's renewed certificate (gw1 sees $days days left)"
+grep -q 'the certificate of peer gw2 expires on' "$LAB_DIR/uplinkd-gw1.log"
+ok $? "... and gw1's log warns about it"
 
 # --- hostile clients against gw2's sync listener, from gw1 ---
 lab_exec gw1 conntrack -D -p tcp --state TIME_WAIT >/dev/null 2>&1

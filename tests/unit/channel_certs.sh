@@ -3,6 +3,7 @@
 #   DIR/ca.pem, gw1, gw2, gw3     one CA (deploy/mkcerts.sh)
 #   DIR/other/ca.pem, gw1         a second, unrelated CA
 #   DIR/expired/gw1.pem,.key      signed by DIR/ca, valid only in 2020
+#   DIR/soon/gw2.pem,.key         signed by DIR/ca, valid for 5 days
 # openssl 3.0's req/x509 cannot backdate a certificate; `openssl ca` with
 # -startdate/-enddate can, given a minimal config.
 set -eu
@@ -42,3 +43,9 @@ openssl req -new -key "$e/gw1.key" -subj /CN=gw1 -out "$e/gw1.csr" 2>/dev/null
 openssl ca -batch -config "$e/ca.cnf" -notext \
     -startdate 20200101000000Z -enddate 20200102000000Z \
     -in "$e/gw1.csr" -out "$e/gw1.pem" >/dev/null 2>&1
+
+# DIR/soon/gw2.pem,.key: signed by DIR/ca, valid for 5 days (a renewal
+# that the lifetime warning must flag).
+mkdir -p "$dir/soon"
+cp "$dir/ca.pem" "$dir/ca.key" "$dir/soon/"
+DAYS=5 "$top/deploy/mkcerts.sh" "$dir/soon" gw2 >/dev/null 2>&1

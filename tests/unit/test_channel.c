@@ -598,6 +598,57 @@ main(void)
 		    gw2.rx_bad == 0, "bytes flow again");
 	}
 
+	/* Certificate lifetimes as loaded, and a renewal under the same paths. */
+	{
+		int64_t now = (int64_t)time(NULL), day = 86400;
+		char err[CHANNEL_ERR_MAX];
+		int downs = gw2.downs;
+
+		channel_get_stats(gw1.ch, &st1);
+		channel_get_stats(gw2.ch, &st2);
+		tap_ok(llabs(st2.cert_not_after - (now + 825 * day)) < 3600,
+		    "own certificate valid 825 days (%.2f)", (double)(st2.cert_not_after - now) / day);
+		tap_ok(llabs(st2.ca_not_after - (now + 3650 * day)) < 3600,
+		    "CA valid 3650 days (%.2f)", (double)(st2.ca_not_after - now) / day);
+		tap_ok(st1.peer_cert_not_after == st2.cert_not_after && st2.peer_cert_not_after ==
+		    st1.cert_not_after, "each side knows when the other's certificate ends");
+		snprintf(cmd, sizeof(cmd), "mkdir -p '%s/rot' && cp '%s/gw2.pem' '%s/gw2.key' "
+		    "'%s/rot/'", dir, dir, dir, dir);
+		tap_ok(system(cmd) == 0, "a copy of gw2's files to renew in place");
+		snprintf(gw2.cert, sizeof(gw2.cert), "%s/rot/gw2.pem", dir);
+		snprintf(gw2.key, sizeof(gw2.key), "%s/rot/gw2.key", dir);
+		snprintf(cmd, sizeof(cmd), "cp '%s/soon/gw2.pem' '%s/soon/gw2.key' '%s/rot/'", dir,
+		    dir, dir);
+		tap_ok(system(cmd) == 0 && channel_check_tls(&gw2.cfg, err, sizeof(err)) == 0 &&
+		    channel_reload_tls(gw2.ch, err, sizeof(err)) == 0,
+		    "renewed files (valid 5 days) checked and read again");
+		channel_get_stats(gw2.ch, &st2);
+		tap_ok(llabs(st2.cert_not_after - (now + 5 * day)) < 3600,
+		    "own certificate now ends in %.2f days", (double)(st2.cert_not_after - now) / day);
+		run_for(100);
+		tap_ok(st2.state == CHANNEL_UP && gw2.downs == downs,
+		    "the connection up stays up across the reload");
+		channel_close(gw1.ch, "test: reconnect with the renewed certificate");
+		tap_ok(run_until(both_up, NULL, 10000), "reconnected");
+		channel_get_stats(gw1.ch, &st1);
+		tap_ok(st1.peer_cert_not_after == st2.cert_not_after,
+		    "the peer presents the renewed certificate on the next connection");
+
+		snprintf(cmd, sizeof(cmd), "cp '%s/gw3.key' '%s/rot/gw2.key'", dir, dir);
+		tap_ok(system(cmd) == 0 && channel_check_tls(&gw2.cfg, err, sizeof(err)) == -1 &&
+		    strstr(err, "does not match") != NULL, "a key of another certificate: %s", err);
+		tap_ok(channel_reload_tls(gw2.ch, err, sizeof(err)) == -1 &&
+		    strstr(err, "sync.tls.key") != NULL, "... refused by a reload too");
+		snprintf(gw2.cert, sizeof(gw2.cert), "%s/rot/nosuch.pem", dir);
+		tap_ok(channel_reload_tls(gw2.ch, err, sizeof(err)) == -1 &&
+		    strstr(err, "nosuch.pem: No such file") != NULL, "a missing file: %s", err);
+		channel_get_stats(gw2.ch, &st2);
+		tap_ok(llabs(st2.cert_not_after - (now + 5 * day)) < 3600 &&
+		    st2.state == CHANNEL_UP, "the files loaded before stay in use, the channel up");
+		channel_close(gw1.ch, "test: reconnect after the refused reload");
+		tap_ok(run_until(both_up, NULL, 10000), "and still authenticate a new connection");
+	}
+
 	channel_destroy(gw1.ch);
 	channel_destroy(gw2.ch);
 

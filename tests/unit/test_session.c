@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -348,6 +349,28 @@ gw2_report_u64(const char *path)
 	return v;
 }
 
+/* A number in gw2's report; NAN when absent or null. */
+static double
+gw2_report_num(const char *path)
+{
+	struct emit *e = emit_create(EMIT_JSON);
+	const char *text;
+	struct json *j;
+	char err[128];
+	double v = NAN;
+	size_t len;
+
+	session_report(gw2.s, gw2.cfg, e, true);
+	if ((text = emit_finish(e, &len)) != NULL &&
+	    (j = json_parse(text, len, err, sizeof(err))) != NULL) {
+		if (!json_num(json_root(j), path, &v))
+			v = NAN;
+		json_destroy(j);
+	}
+	emit_destroy(e);
+	return v;
+}
+
 /* A counter of gw2's `uplinkctl sync` rejections. */
 static uint64_t
 gw2_rejected(const char *name)
@@ -544,7 +567,19 @@ main(void)
 		    strstr(text, "uplinkd_sync_rejected_total{reason=\"accept_refused\"} 0\n") &&
 		    strstr(text, "\nuplinkd_sync_missing 0\n"),
 		    "metrics: connected, in sync, 21000 upserts received, rejections by reason");
+		tap_ok(text && strstr(text, "uplinkd_sync_cert_expiry_timestamp_seconds{cert=\"own\"} ") &&
+		    strstr(text, "uplinkd_sync_cert_expiry_timestamp_seconds{cert=\"ca\"} ") &&
+		    strstr(text, "uplinkd_sync_cert_expiry_timestamp_seconds{cert=\"peer\"} "),
+		    "metrics: when our, the CA's and the peer's certificates expire");
 		free(text);
+	}
+	{
+		double own = gw2_report_num("cert_days_left"), ca = gw2_report_num("ca_days_left"),
+		    peer = gw2_report_num("peer_cert_days_left");
+
+		tap_ok(own > 824 && own <= 825 && ca > 3649 && ca <= 3650 && peer > 824 && peer <= 825,
+		    "sync report: days left of our certificate %.1f, the CA %.1f, the peer's %.1f",
+		    own, ca, peer);
 	}
 
 	/* Coalescing: three changes to one flow, then a create+delete, in one
