@@ -328,28 +328,8 @@ evil_stop(void)
 	run_until(gw2_disconnected, 5000);
 }
 
-/* A number in gw2's `uplinkctl sync --json` (session_report). */
-static uint64_t
-gw2_report_u64(const char *path)
-{
-	struct emit *e = emit_create(EMIT_JSON);
-	const char *text;
-	struct json *j;
-	char err[128];
-	uint64_t v = UINT64_MAX;
-	size_t len;
-
-	session_report(gw2.s, gw2.cfg, e, true);
-	if ((text = emit_finish(e, &len)) != NULL &&
-	    (j = json_parse(text, len, err, sizeof(err))) != NULL) {
-		json_u64(json_root(j), path, &v);
-		json_destroy(j);
-	}
-	emit_destroy(e);
-	return v;
-}
-
-/* A number in gw2's report; NAN when absent or null. */
+/* A number in gw2's `uplinkctl sync --json` (session_report); NAN when
+ * absent or null. */
 static double
 gw2_report_num(const char *path)
 {
@@ -369,6 +349,15 @@ gw2_report_num(const char *path)
 	}
 	emit_destroy(e);
 	return v;
+}
+
+/* A counter there (exact below 2^53); UINT64_MAX when absent. */
+static uint64_t
+gw2_report_u64(const char *path)
+{
+	double v = gw2_report_num(path);
+
+	return isnan(v) || v < 0 ? UINT64_MAX : (uint64_t)v;
 }
 
 /* A counter of gw2's `uplinkctl sync` rejections. */
