@@ -1193,32 +1193,23 @@ channel_create(struct ev_loop *loop, const struct config *cfg,
 	chan_use_ctx(ch, ctx);
 	if (chan_listen(ch) == -1 ||
 	    (ch->lifetime_timer = ev_timer_add(loop, 86400 * 1000, chan_on_lifetime_timer,
-	    ch)) == NULL) {
-		saved = errno;
-		if (ch->lfd != -1) {
-			ev_fd_del(loop, ch->lfd);
-			close(ch->lfd);
-		}
-		SSL_CTX_free(ch->ctx);
-		free(ch);
-		errno = saved;
-		return NULL;
-	}
-	if (ch->dialer) {
-		/* The first attempt is immediate; failures back off. */
-		ch->dial_timer = ev_timer_add(loop, 0, dial_on_timer, ch);
-		if (ch->dial_timer == NULL) {
-			saved = errno;
-			ev_timer_del(loop, ch->lifetime_timer);
-			ev_fd_del(loop, ch->lfd);
-			close(ch->lfd);
-			SSL_CTX_free(ch->ctx);
-			free(ch);
-			errno = saved;
-			return NULL;
-		}
-	}
+	    ch)) == NULL)
+		goto fail;
+	/* The first attempt is immediate; failures back off. */
+	if (ch->dialer && (ch->dial_timer = ev_timer_add(loop, 0, dial_on_timer, ch)) == NULL)
+		goto fail;
 	return ch;
+fail:
+	saved = errno;
+	ev_timer_del(loop, ch->lifetime_timer);
+	if (ch->lfd != -1) {
+		ev_fd_del(loop, ch->lfd);
+		close(ch->lfd);
+	}
+	SSL_CTX_free(ch->ctx);
+	free(ch);
+	errno = saved;
+	return NULL;
 }
 
 void
