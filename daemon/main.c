@@ -52,7 +52,10 @@ usage(FILE *out)
 "  -c, --config FILE   configuration file (default " UPLINKD_DEFAULT_CONFIG ")\n"
 "  -f, --foreground    stay in the foreground and log to stderr\n"
 "  -v, --verbose       log debug messages too\n"
-"  -n, --check         check the configuration and exit: 0 valid, 1 not\n"
+"  -n, --check         check the configuration and exit: 0 valid, 1 not; with a\n"
+"                      sync section, the TLS files are loaded too (readable,\n"
+"                      the key matching the certificate) and a certificate\n"
+"                      within 30 days of its expiry is warned about\n"
 "      --print-config  print the effective configuration (defaults filled in)\n"
 "      --print-rules   print the iptables, nft and ip commands uplinkd installs\n"
 "  -h, --help          show this help\n"
@@ -1078,7 +1081,7 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		log_warnx("reload: control.socket changed; the new path takes effect at restart");
 	/* Unusable TLS files would leave the pair without its channel at the
 	 * next connection: refuse them now, while the old ones still serve. */
-	if (ncfg->has_sync && channel_check_tls(ncfg, err, errlen) == -1)
+	if (ncfg->has_sync && channel_check_tls(ncfg, 0, err, errlen) == -1)
 		goto fail;
 	if ((nsched = sched_create(ncfg)) == NULL ||
 	    (nhealth = health_create(d->loop, ncfg, on_health, d)) == NULL) {
@@ -1412,8 +1415,14 @@ main(int argc, char *argv[])
 		else if (print_rules)
 			rc = rules_print(d.cfg, stdout);
 		else {
+			char tls_err[CHANNEL_ERR_MAX];
+
 			warn_unbalanced(d.cfg);
-			rc = 0;
+			/* The daemon would refuse to start on these too. */
+			rc = d.cfg->has_sync && channel_check_tls(d.cfg, 1, tls_err,
+			    sizeof(tls_err)) == -1 ? -1 : 0;
+			if (rc == -1)
+				fprintf(stderr, "%s: %s\n", path, tls_err);
 		}
 		config_free(d.cfg);
 		return rc == 0 ? 0 : 1;

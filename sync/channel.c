@@ -1099,13 +1099,18 @@ fail:
 }
 
 static void
-chan_lifetimes_check(const struct channel *ch)
+lifetimes_check(const struct cfg_tls *tls, int64_t cert_end, int64_t ca_end)
 {
 	int64_t now = (int64_t)time(NULL);
 
-	lifetime_warn("sync.tls.cert", ch->cfg->sync.tls.cert, ch->st.cert_not_after, now);
-	lifetime_warn("the CA certificate in sync.tls.ca", ch->cfg->sync.tls.ca,
-	    ch->st.ca_not_after, now);
+	lifetime_warn("sync.tls.cert", tls->cert, cert_end, now);
+	lifetime_warn("the CA certificate in sync.tls.ca", tls->ca, ca_end, now);
+}
+
+static void
+chan_lifetimes_check(const struct channel *ch)
+{
+	lifetimes_check(&ch->cfg->sync.tls, ch->st.cert_not_after, ch->st.ca_not_after);
 }
 
 static int64_t
@@ -1128,7 +1133,7 @@ chan_use_ctx(struct channel *ch, SSL_CTX *ctx)
 }
 
 int
-channel_check_tls(const struct config *cfg, char *err, size_t errlen)
+channel_check_tls(const struct config *cfg, int warn_lifetimes, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 
@@ -1138,6 +1143,9 @@ channel_check_tls(const struct config *cfg, char *err, size_t errlen)
 	}
 	if ((ctx = chan_ctx(cfg, err, errlen)) == NULL)
 		return -1;
+	if (warn_lifetimes)
+		lifetimes_check(&cfg->sync.tls, cert_not_after(SSL_CTX_get0_certificate(ctx)),
+		    ca_not_after(ctx));
 	SSL_CTX_free(ctx);
 	return 0;
 }

@@ -6,10 +6,14 @@
 #                                   back to the same text
 # Paths are passed relative to tests/config, as the .err files name them.
 # The same files are checked without the binary by tests/unit/test_config.
+#   uplinkd -n -c FILE              with a sync section, also loads its TLS
+#                                   files: the valid files' /etc/uplinkd paths
+#                                   are pointed at a pair made here
 set -u
 top_srcdir=${top_srcdir:-.}
 top_builddir=${top_builddir:-.}
 bin=$(cd "$top_builddir" && pwd)/uplinkd
+mkcerts=$(cd "$top_srcdir" && pwd)/deploy/mkcerts.sh
 cd "$top_srcdir/tests/config" || { echo "Bail out! no tests/config"; exit 1; }
 
 if [ ! -x "$bin" ]; then
@@ -35,12 +39,26 @@ ok() {
 }
 diag() { sed 's/^/# /' "$@"; }
 
+pki=$tmp/pki
+if ! "$mkcerts" "$pki" node-a node-b >"$tmp/out" 2>&1 ||
+    ! DAYS=5 "$mkcerts" "$pki" soon >>"$tmp/out" 2>&1; then
+	echo "Bail out! deploy/mkcerts.sh failed: $(tr '\n' ' ' <"$tmp/out")"
+	exit 1
+fi
+# $1 with its TLS files replaced: the CA by $2, the certificate by $3, the
+# key by $4.
+tls_files() {
+	sed -e "s|/etc/uplinkd/ca\.pem|$2|" -e "s|/etc/uplinkd/[^\"/ ]*\.pem|$3|" \
+	    -e "s|/etc/uplinkd/[^\"/ ]*\.key|$4|" "$1"
+}
+
 for f in valid/*.yaml; do
-	"$bin" -n -c "$f" >"$tmp/out" 2>"$tmp/err"
+	tls_files "$f" "$pki/ca.pem" "$pki/node-a.pem" "$pki/node-a.key" >"$tmp/in.yaml"
+	"$bin" -n -c "$tmp/in.yaml" >"$tmp/out" 2>"$tmp/err"
 	rc=$?
 	ok $rc "uplinkd -n accepts $f"
 	[ $rc = 0 ] || diag "$tmp/err"
-	"$bin" --print-config -c "$f" >"$tmp/p1.yaml" 2>"$tmp/err"
+	"$bin" --print-config -c "$tmp/in.yaml" >"$tmp/p1.yaml" 2>"$tmp/err"
 	ok $? "uplinkd --print-config $f"
 	"$bin" -n -c "$tmp/p1.yaml" >"$tmp/out" 2>"$tmp/err"
 	rc=$?
@@ -64,6 +82,30 @@ for f in invalid/*.yaml; do
 		echo "# got:"; diag "$tmp/err"
 	fi
 done
+
+# What -n says of TLS files the daemon could not start with, or should
+# be renewed soon.
+f=valid/full.yaml
+check_tls() {
+	tls_files "$f" "$1" "$2" "$3" >"$tmp/in.yaml"
+	"$bin" -n -c "$tmp/in.yaml" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	[ $rc = "$4" ] && grep -qF -- "$5" "$tmp/err"
+	res=$?
+	ok $res "uplinkd -n: $6 (exit $rc)"
+	[ $res = 0 ] || diag "$tmp/err"
+}
+check_tls "$pki/none.pem" "$pki/node-a.pem" "$pki/node-a.key" 1 \
+    "$tmp/in.yaml: sync.tls.ca $pki/none.pem: No such file or directory" \
+    "a missing CA file is refused, with the config file, the key and the file"
+check_tls "$pki/ca.pem" "$pki/node-a.pem" "$pki/node-b.key" 1 \
+    "sync.tls.key $pki/node-b.key does not match sync.tls.cert $pki/node-a.pem" \
+    "another node's key is refused"
+check_tls "$pki/ca.pem" "$pki/ca.key" "$pki/node-a.key" 1 \
+    "sync.tls.cert $pki/ca.key:" "a key file named as the certificate is refused"
+check_tls "$pki/ca.pem" "$pki/soon.pem" "$pki/soon.key" 0 \
+    "sync.tls.cert $pki/soon.pem expires on" \
+    "a certificate that expires in 5 days is accepted, with a warning"
 
 echo "1..$n"
 [ $failed = 0 ]
