@@ -3,6 +3,7 @@
 # mkcerts.sh: the CA and node certificates for the uplinkd sync channel.
 #
 #   deploy/mkcerts.sh [--force] DIR NODE...
+#   deploy/mkcerts.sh --renew-ca DIR
 #
 # Creates, with nothing but the `openssl` command:
 #   DIR/ca.pem, DIR/ca.key      the pair's private CA (made once; kept if
@@ -14,6 +15,14 @@
 # so running the script again (from the lab or from ansible) changes
 # nothing.  --force re-issues the named nodes' certificates and keys; it
 # never touches the CA.  Keys are written mode 0600.
+#
+# --renew-ca gives the CA a new certificate (CA_DAYS from now, a new serial)
+# with the same name and the same key, so every node certificate it signed
+# verifies under either CA certificate: copy the new ca.pem to the nodes
+# in any order and reload each (`uplinkctl reload`); nothing fails over and
+# no node certificate changes.  The old one stays as DIR/ca.pem.prev.  It
+# refuses if ca.key is not the key of ca.pem, or if a certificate in DIR
+# that verified under the old CA certificate would not under the new one.
 #
 # Environment:
 #   DAYS=825        validity of node certificates, in days
@@ -32,15 +41,16 @@ set -eu
 
 usage() {
 	echo "usage: $0 [--force] DIR NODE..." >&2
+	echo "       $0 --renew-ca DIR" >&2
 	exit 2
 }
 
-force=0
-if [ "${1:-}" = "--force" ]; then
-	force=1
-	shift
-fi
-[ $# -ge 2 ] || usage
+force=0 renew_ca=0
+case ${1:-} in
+--force) force=1; shift ;;
+--renew-ca) renew_ca=1; shift; [ $# -eq 1 ] || usage ;;
+esac
+[ $renew_ca -eq 1 ] || [ $# -ge 2 ] || usage
 dir=$1
 shift
 
@@ -80,7 +90,32 @@ genkey() {
 	fi
 }
 
-if [ -f "$dir/ca.pem" ] && [ -f "$dir/ca.key" ]; then
+if [ $renew_ca -eq 1 ]; then
+	[ -f "$dir/ca.pem" ] && [ -f "$dir/ca.key" ] ||
+		{ echo "$0: $dir/ca.pem and $dir/ca.key must both exist to renew the CA" >&2; exit 1; }
+	# x509 -key would put the key's public half into the new certificate:
+	# with another key, nothing the CA signed would verify any more.
+	openssl x509 -in "$dir/ca.pem" -noout -pubkey > "$tmp/cert.pub"
+	openssl pkey -in "$dir/ca.key" -pubout > "$tmp/key.pub"
+	cmp -s "$tmp/cert.pub" "$tmp/key.pub" ||
+		{ echo "$0: $dir/ca.key is not the key of $dir/ca.pem; refusing to renew" >&2; exit 1; }
+	openssl x509 -in "$dir/ca.pem" -key "$dir/ca.key" -days "$CA_DAYS" \
+	    -set_serial "0x$(openssl rand -hex 16)" -out "$tmp/ca.pem"
+	# Dates aside (an expired node certificate is renewed on its own), what
+	# chained to the old certificate must chain to the new one.
+	for cert in "$dir"/*.pem; do
+		[ "$cert" != "$dir/ca.pem" ] || continue
+		openssl verify -no_check_time -CAfile "$dir/ca.pem" "$cert" >/dev/null 2>&1 ||
+			continue
+		openssl verify -no_check_time -CAfile "$tmp/ca.pem" "$cert" >/dev/null 2>&1 ||
+			{ echo "$0: $cert would not verify under the renewed CA; refusing" >&2; exit 1; }
+	done
+	chmod 0644 "$tmp/ca.pem"
+	cp -p "$dir/ca.pem" "$dir/ca.pem.prev"
+	mv "$tmp/ca.pem" "$dir/ca.pem"
+	echo "renewed $dir/ca.pem, valid until $(openssl x509 -in "$dir/ca.pem" -noout -enddate | cut -d= -f2)"
+	exit 0
+elif [ -f "$dir/ca.pem" ] && [ -f "$dir/ca.key" ]; then
 	:
 elif [ -f "$dir/ca.pem" ] || [ -f "$dir/ca.key" ]; then
 	echo "$0: only one of $dir/ca.pem and $dir/ca.key exists; refusing to replace the CA" >&2

@@ -207,8 +207,11 @@ hups1=$(grep -c 'SIGHUP: reloading' "$LAB_DIR/uplinkd-gw1.log")
 pid1=$(cat "$LAB_DIR/uplinkd-gw1.pid") pid2=$(cat "$LAB_DIR/uplinkd-gw2.pid")
 sed -i '0,/weight: 1$/s//weight: 3/' "$INV/group_vars/uplinkd.yml"
 # The same run installs gw2's renewed certificate (re-issued on the
-# control node, 400 days): a reload must read it.
-DAYS=400 "$top/deploy/mkcerts.sh" --force "$LAB_DIR/pki" gw2 >/dev/null 2>&1
+# control node, 400 days) and the CA's renewed certificate (4000 days):
+# a reload must read them.
+DAYS=400 "$top/deploy/mkcerts.sh" --force "$LAB_DIR/pki" gw2 >/dev/null 2>&1 &&
+	CA_DAYS=4000 "$top/deploy/mkcerts.sh" --renew-ca "$LAB_DIR/pki" >/dev/null 2>&1
+ok $? "the control node renews gw2's certificate and the CA's (mkcerts.sh --force, --renew-ca)"
 t1=$(date +%s)
 deploy weight
 r=$?
@@ -228,6 +231,9 @@ days=$(jget gw2 'd["sync"]["cert_days_left"]' sync)
 	python3 -c "import sys; sys.exit(0 if 399 <= ${days:-0} <= 400 else 1)" &&
 	[ "$(jget gw2 'd["sync"]["state"]' sync)" = connected ]
 ok $? "gw2's renewed certificate was read by a reload, not a restart ($days days left, pid $pid2, sync connected)"
+ca1=$(jget gw1 'd["sync"]["ca_days_left"]' sync) ca2=$(jget gw2 'd["sync"]["ca_days_left"]' sync)
+python3 -c "import sys; sys.exit(0 if 3999 <= ${ca1:-0} <= 4000 and 3999 <= ${ca2:-0} <= 4000 else 1)"
+ok $? "both nodes trust the renewed CA certificate ($ca1 and $ca2 days left)"
 check_flows "after the weight change"
 
 # ---- a new build: both nodes restart in one run, under traffic ----

@@ -176,6 +176,19 @@ ok "$([ "$(jget gw2 'd["sync"]["state"]' sync)" = connected ] &&
 	"... and the running configuration and channel stay"
 mv "$PKI/gw2.key.good" "$PKI/gw2.key"
 
+# --- the CA's certificate renewed (same name and key) and reloaded on gw2
+# only: the reconnect after the cut below authenticates both ways, gw1
+# trusting the old CA certificate and gw2 the new one ---
+ca1=$(jget gw1 'd["sync"]["ca_days_left"]' sync)
+auth1=$(jget gw1 "d['sync']['rejected']['auth']" sync) auth2=$(counter auth)
+CA_DAYS=4000 "$top/deploy/mkcerts.sh" --renew-ca "$PKI" >"$LAB_DIR/renew-ca.out" 2>&1 &&
+	"$UPLINKD_BUILD/uplinkd" -n -c "$LAB_DIR/gw2.yaml" 2>"$LAB_DIR/check-gw2.err" &&
+	lab_uplinkctl gw2 reload >/dev/null
+ok $? "mkcerts.sh --renew-ca, uplinkd -n and a reload on gw2 ($(head -c 100 "$LAB_DIR/renew-ca.out"))"
+ca2=$(jget gw2 'd["sync"]["ca_days_left"]' sync)
+ok "$(python3 -c "print(0 if 3999 <= ${ca2:-0} <= 4000 and ${ca1:-0} <= 3650 else 1)")" \
+	"gw2 uses the renewed CA certificate ($ca2 days left; gw1 keeps the old one, $ca1)"
+
 # --- cut the sync link for 10 s while flows come and go ---
 lab_exec gw2 iptables -I INPUT -i sync0 -j DROP
 lab_exec gw2 iptables -I OUTPUT -o sync0 -j DROP
@@ -198,6 +211,11 @@ ok "$(python3 -c "print(0 if 4.9 <= ${days:-0} <= 5 else 1)")" \
 	"the new connection carries gw2's renewed certificate (gw1 sees $days days left)"
 grep -q 'the certificate of peer gw2 expires on' "$LAB_DIR/uplinkd-gw1.log"
 ok $? "... and gw1's log warns about it"
+ok "$([ "$(jget gw1 "d['sync']['rejected']['auth']" sync)" = "$auth1" ] &&
+	[ "$(counter auth)" = "$auth2" ] &&
+	python3 -c "exit(0 if $(jget gw1 'd["sync"]["ca_days_left"]' sync) <= 3650 else 1)" &&
+	echo 0 || echo 1)" \
+	"the old and the renewed CA certificate trust each other's node (no auth failure on either)"
 
 # --- hostile clients against gw2's sync listener, from gw1 ---
 lab_exec gw1 conntrack -D -p tcp --state TIME_WAIT >/dev/null 2>&1
