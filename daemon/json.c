@@ -148,6 +148,39 @@ utf8_put(char *o, unsigned cp)
 	return 4;
 }
 
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or 0.  Names
+ * from a request end up in replies and logs, which must stay UTF-8. */
+static size_t
+utf8_valid(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
 /* At the opening quote.  The decoded text is never longer than the
  * escaped one, so one allocation of the raw length suffices. */
 static const char *
@@ -173,6 +206,20 @@ parse_string(struct parser *ps)
 			ps->p--;
 			perror_at(ps, "control character in string");
 			return NULL;
+		}
+		if (c >= 0x80) {
+			size_t n = utf8_valid((const unsigned char *)ps->p - 1,
+			    (const unsigned char *)ps->end);
+
+			if (n == 0) {
+				ps->p--;
+				perror_at(ps, "invalid UTF-8 in string");
+				return NULL;
+			}
+			memcpy(o, ps->p - 1, n);
+			o += n;
+			ps->p += n - 1;
+			continue;
 		}
 		if (c != '\\') {
 			*o++ = (char)c;

@@ -70,6 +70,45 @@ test_strings(void)
 	tap_ok(strcmp(json_str(json_next(v), ""), "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80") == 0,
 	    "\\u escapes and a surrogate pair become UTF-8");
 	json_destroy(j);
+	/* The smallest and largest of each length, as raw bytes. */
+	j = parse("\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xef\xbf\xbf\xf0\x90\x80\x80"
+	    "\xf4\x8f\xbf\xbf\"", err, sizeof(err));
+	tap_ok(j != NULL && strcmp(json_str(json_root(j), ""), "\xc2\x80\xdf\xbf\xe0\xa0\x80"
+	    "\xed\x9f\xbf\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf") == 0,
+	    "raw UTF-8 of every length passes through (%s)", j ? "" : err);
+	json_destroy(j);
+}
+
+static void
+test_bad_utf8(void)
+{
+	static const char *const bad[] = {
+		"\"\x80\"",		/* a continuation byte alone */
+		"\"\xc3\"",		/* a lead byte without its continuation */
+		"\"\xc3(\"",		/* ... followed by ASCII */
+		"\"\xc0\xaf\"",	/* overlong '/' */
+		"\"\xe0\x80\xaf\"",	/* overlong, three bytes */
+		"\"\xf0\x80\x80\xaf\"",	/* overlong, four bytes */
+		"\"\xed\xa0\x80\"",	/* a surrogate, U+D800 */
+		"\"\xf4\x90\x80\x80\"",	/* above U+10FFFF */
+		"\"\xf5\x80\x80\x80\"",	/* no such lead byte */
+		"\"\xff\"",
+		"\"ok\xe2\x82\"",		/* cut short before the quote */
+	};
+	char err[128];
+	size_t refused = 0;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct json *j = parse(bad[i], err, sizeof(err));
+
+		if (j == NULL && strstr(err, "invalid UTF-8") != NULL)
+			refused++;
+		else
+			tap_diag("accepted or unexplained (%s): case %zu", j ? "accepted" : err, i);
+		json_destroy(j);
+	}
+	tap_ok(refused == sizeof(bad) / sizeof(bad[0]), "%zu strings of invalid UTF-8 refused",
+	    refused);
 }
 
 static void
@@ -144,6 +183,7 @@ main(void)
 {
 	test_values();
 	test_strings();
+	test_bad_utf8();
 	test_refused();
 	test_emit_roundtrip();
 	return tap_done();
