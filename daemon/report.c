@@ -410,21 +410,34 @@ report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_
 	for (size_t i = 0; i < d->cfg->nproviders; i++)
 		fprintf(f, "uplinkd_provider_availability{provider=\"%s\"} %.6f\n",
 		    d->cfg->providers[i].name, health_availability(d->health, i));
-	fprintf(f, "# TYPE uplinkd_queue_packets_total counter\nuplinkd_queue_packets_total %llu\n"
+	fprintf(f, "# HELP uplinkd_queue_packets_total First packets the daemon read from its queue.\n"
+	    "# TYPE uplinkd_queue_packets_total counter\nuplinkd_queue_packets_total %llu\n"
+	    "# HELP uplinkd_queue_unparsed_total Queued packets the daemon could not parse, "
+	    "accepted unmarked for the kernel's fallback mark.\n"
 	    "# TYPE uplinkd_queue_unparsed_total counter\nuplinkd_queue_unparsed_total %llu\n"
+	    "# HELP uplinkd_queue_verdict_errors_total Batches of verdicts the kernel refused.\n"
 	    "# TYPE uplinkd_queue_verdict_errors_total counter\nuplinkd_queue_verdict_errors_total %llu\n"
+	    "# HELP uplinkd_queue_enobufs_total Times the queue's socket overflowed (the kernel "
+	    "accepted those packets unqueued).\n"
 	    "# TYPE uplinkd_queue_enobufs_total counter\nuplinkd_queue_enobufs_total %llu\n"
 	    "# HELP uplinkd_queue_failed_open_total Packets the kernel accepted unqueued (queue or socket full).\n"
 	    "# TYPE uplinkd_queue_failed_open_total counter\nuplinkd_queue_failed_open_total %llu\n",
 	    (unsigned long long)qs.packets, (unsigned long long)qs.unparsed,
 	    (unsigned long long)qs.verdict_errors, (unsigned long long)qs.enobufs,
 	    (unsigned long long)(qs.kernel_queue_dropped + qs.kernel_user_dropped));
-	fprintf(f, "# TYPE uplinkd_flows gauge\nuplinkd_flows{origin=\"own\"} %zu\n"
+	fprintf(f, "# HELP uplinkd_flows Tracked flows: this node's own and the peer's.\n"
+	    "# TYPE uplinkd_flows gauge\nuplinkd_flows{origin=\"own\"} %zu\n"
 	    "uplinkd_flows{origin=\"peer\"} %zu\n"
+	    "# HELP uplinkd_ct_events_total Conntrack events read, by type.\n"
 	    "# TYPE uplinkd_ct_events_total counter\nuplinkd_ct_events_total{type=\"new\"} %llu\n"
 	    "uplinkd_ct_events_total{type=\"destroy\"} %llu\n"
+	    "# HELP uplinkd_ct_enobufs_total Times conntrack events were lost to a full socket "
+	    "(each answered by a resync from a dump).\n"
 	    "# TYPE uplinkd_ct_enobufs_total counter\nuplinkd_ct_enobufs_total %llu\n"
+	    "# HELP uplinkd_flow_resyncs_total Completed resyncs of the flow table from a conntrack "
+	    "dump.\n"
 	    "# TYPE uplinkd_flow_resyncs_total counter\nuplinkd_flow_resyncs_total %llu\n"
+	    "# HELP uplinkd_flows_table_full_total Own flows the full flow table refused.\n"
 	    "# TYPE uplinkd_flows_table_full_total counter\nuplinkd_flows_table_full_total %llu\n",
 	    flows_count_origin(d->flows, FLOW_OWN), flows_count_origin(d->flows, FLOW_PEER),
 	    (unsigned long long)cs.events_new, (unsigned long long)cs.events_destroy,

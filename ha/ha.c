@@ -415,6 +415,7 @@ ha_metrics(const struct ha *ha, FILE *f)
 		fprintf(f, "uplinkd_ha_role{role=\"%s\"} %d\n", ha_names[i], (size_t)ha->role == i);
 	fprintf(f, "# HELP uplinkd_ha_ready Ready to take over: nothing lowers the VRRP priority.\n"
 	    "# TYPE uplinkd_ha_ready gauge\nuplinkd_ha_ready %d\n"
+	    "# HELP uplinkd_ha_transitions_total Role changes since the daemon started.\n"
 	    "# TYPE uplinkd_ha_transitions_total counter\nuplinkd_ha_transitions_total %llu\n",
 	    ha_ready(ha), (unsigned long long)ha->transitions);
 }

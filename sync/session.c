@@ -1534,6 +1534,8 @@ session_metrics(const struct session *s, FILE *f)
 	    "# TYPE uplinkd_sync_bulks_total counter\n"
 	    "uplinkd_sync_bulks_total{direction=\"sent\"} %llu\n"
 	    "uplinkd_sync_bulks_total{direction=\"received\"} %llu\n"
+	    "# HELP uplinkd_sync_reconnects_total Authenticated connections to the peer after the "
+	    "first.\n"
 	    "# TYPE uplinkd_sync_reconnects_total counter\nuplinkd_sync_reconnects_total %llu\n"
 	    "# HELP uplinkd_sync_overflows_total Times the pending set or the send queue was full "
 	    "and a bulk replaced the backlog.\n"

@@ -313,6 +313,10 @@ resyncs=$(awk '/^uplinkd_flow_resyncs_total/ { print $2 }' "$LAB_DIR/metrics.txt
 diag "event overruns: $enobufs, resyncs: $resyncs"
 ok "$([ "${enobufs:-0}" -gt 0 ] && [ "${resyncs:-0}" -ge 2 ] && echo 0 || echo 1)" \
 	"the overrun was counted and answered with a resync"
+python3 "$top/tests/lab/promcheck.py" "$LAB_DIR/metrics.txt" >"$LAB_DIR/promcheck.out" 2>&1
+r=$?
+ok $r "uplinkctl metrics is well-formed Prometheus text, HELP and TYPE for every metric ($(tail -1 "$LAB_DIR/promcheck.out"))"
+[ $r -eq 0 ] || diag "$(head -20 "$LAB_DIR/promcheck.out")"
 # "... in T ms over N loop iterations": the dump left the loop free.
 iters=$(grep 'resynced from conntrack' "$LAB_DIR/uplinkd-gw1.log" | tail -1 |
 	sed -n 's/.* over \([0-9]*\) loop iterations.*/\1/p')

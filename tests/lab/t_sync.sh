@@ -288,6 +288,12 @@ metric() { awk -v k="$2" '$1 == k { print $2 }' "$LAB_DIR/metrics$1.txt"; }
 	[ "$(metric 2 'uplinkd_sync_rejected_total{reason="undecodable"}')" = "$undec" ] &&
 	[ "$(metric 2 'uplinkd_sync_rejected_total{reason="auth"}')" -ge 2 ]
 ok $? "uplinkctl metrics: both in sync, gw1 master, gw2 backup, gw1's lag, gw2's rejections ($undec undecodable, $(metric 2 'uplinkd_sync_rejected_total{reason="auth"}') auth)"
+for i in 1 2; do
+	python3 "$top/tests/lab/promcheck.py" "$LAB_DIR/metrics$i.txt" >"$LAB_DIR/promcheck$i.out" 2>&1
+	r=$?
+	ok $r "gw$i's metrics are well-formed Prometheus text, HELP and TYPE for every metric ($(tail -1 "$LAB_DIR/promcheck$i.out"))"
+	[ $r -eq 0 ] || head -20 "$LAB_DIR/promcheck$i.out" | sed 's/^/# /'
+done
 
 # --- a reload on the standby: the kernel's
 # copies of gw1's flows (hot standby) must stay gw1's ---
