@@ -1081,7 +1081,7 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		log_warnx("reload: control.socket changed; the new path takes effect at restart");
 	/* Unusable TLS files would leave the pair without its channel at the
 	 * next connection: refuse them now, while the old ones still serve. */
-	if (ncfg->has_sync && channel_check_tls(ncfg, 0, err, errlen) == -1)
+	if (ncfg->has_sync && channel_check_tls(ncfg, false, err, errlen) == -1)
 		goto fail;
 	if ((nsched = sched_create(ncfg)) == NULL ||
 	    (nhealth = health_create(d->loop, ncfg, on_health, d)) == NULL) {
@@ -1418,11 +1418,13 @@ main(int argc, char *argv[])
 			char tls_err[CHANNEL_ERR_MAX];
 
 			warn_unbalanced(d.cfg);
+			rc = 0;
 			/* The daemon would refuse to start on these too. */
-			rc = d.cfg->has_sync && channel_check_tls(d.cfg, 1, tls_err,
-			    sizeof(tls_err)) == -1 ? -1 : 0;
-			if (rc == -1)
+			if (d.cfg->has_sync && channel_check_tls(d.cfg, true, tls_err,
+			    sizeof(tls_err)) == -1) {
 				fprintf(stderr, "%s: %s\n", path, tls_err);
+				rc = -1;
+			}
 		}
 		config_free(d.cfg);
 		return rc == 0 ? 0 : 1;

@@ -1133,7 +1133,7 @@ chan_use_ctx(struct channel *ch, SSL_CTX *ctx)
 }
 
 int
-channel_check_tls(const struct config *cfg, int warn_lifetimes, char *err, size_t errlen)
+channel_check_tls(const struct config *cfg, bool warn_lifetimes, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 

@@ -114,7 +114,7 @@ void channel_set_config(struct channel *ch, const struct config *cfg);
  * a reload commits or for `uplinkd -n`: 0, or -1 with the reason
  * ("sync.tls.cert FILE: ...") in err.  With warn_lifetimes, a certificate
  * that expires within CHANNEL_CERT_WARN_DAYS is logged as at a start. */
-int channel_check_tls(const struct config *cfg, int warn_lifetimes, char *err,
+int channel_check_tls(const struct config *cfg, bool warn_lifetimes, char *err,
     size_t errlen);
 /* Reads the TLS files again (renewed under the same paths): connections
  * made from now on use them, the one that is up stays up.  0, or -1 with

@@ -619,7 +619,7 @@ main(void)
 		snprintf(gw2.key, sizeof(gw2.key), "%s/rot/gw2.key", dir);
 		snprintf(cmd, sizeof(cmd), "cp '%s/soon/gw2.pem' '%s/soon/gw2.key' '%s/rot/'", dir,
 		    dir, dir);
-		tap_ok(system(cmd) == 0 && channel_check_tls(&gw2.cfg, 0, err, sizeof(err)) == 0 &&
+		tap_ok(system(cmd) == 0 && channel_check_tls(&gw2.cfg, false, err, sizeof(err)) == 0 &&
 		    channel_reload_tls(gw2.ch, err, sizeof(err)) == 0,
 		    "renewed files (valid 5 days) checked and read again");
 		channel_get_stats(gw2.ch, &st2);
@@ -635,7 +635,7 @@ main(void)
 		    "the peer presents the renewed certificate on the next connection");
 
 		snprintf(cmd, sizeof(cmd), "cp '%s/gw3.key' '%s/rot/gw2.key'", dir, dir);
-		tap_ok(system(cmd) == 0 && channel_check_tls(&gw2.cfg, 0, err, sizeof(err)) == -1 &&
+		tap_ok(system(cmd) == 0 && channel_check_tls(&gw2.cfg, false, err, sizeof(err)) == -1 &&
 		    strstr(err, "does not match") != NULL, "a key of another certificate: %s", err);
 		tap_ok(channel_reload_tls(gw2.ch, err, sizeof(err)) == -1 &&
 		    strstr(err, "sync.tls.key") != NULL, "... refused by a reload too");
