@@ -717,7 +717,9 @@ main(void)
 
 	test_receiver_full();
 
-	/* Expiry is long; here only: peer flows stay when the peer goes. */
+	/* Peer flows stay when the peer goes (for a takeover), and go when it
+	 * has been gone for SESSION_PEER_EXPIRY_S (3 s in this build; 600 in
+	 * the daemon's); a reconnect in between stops the clock. */
 	want_peer = flows_count_origin(gw2.flows, FLOW_PEER);
 	node_stop(&gw1);
 	run_until(never, 300);
@@ -726,6 +728,31 @@ main(void)
 	errno = 0;
 	tap_ok(session_request_resync(gw2.s) == -1 && errno == ENOTCONN,
 	    "resync without a peer: ENOTCONN");
+	run_until(never, SESSION_PEER_EXPIRY_S * 1000 / 2);
+	tap_ok(node_start(&gw1) == 0 && run_until(gw2_mirrors, 15000),
+	    "gw1 back within the expiry: in sync again");
+	run_until(never, SESSION_PEER_EXPIRY_S * 1000);
+	tap_ok(gw2_has_peer() && stats(&gw2).expired == 0,
+	    "... and its flows outlive the expiry that the reconnect cancelled (%zu)",
+	    flows_count_origin(gw2.flows, FLOW_PEER));
+	{
+		uint64_t deletes = peer_deletes;
+		int64_t t0 = ev_clock_us(), took;
+
+		node_stop(&gw1);
+		run_until(never, SESSION_PEER_EXPIRY_S * 1000 - 500);
+		tap_ok(gw2_has_peer(), "gw1 gone again: its %zu flows kept until the expiry", want_peer);
+		want_peer = 0;
+		rc = run_until(gw2_has_peer, 5000);
+		took = (ev_clock_us() - t0) / 1000;
+		tap_ok(rc && took >= SESSION_PEER_EXPIRY_S * 1000 && stats(&gw2).expired ==
+		    flows_count_origin(gw1.flows, FLOW_OWN) &&
+		    peer_deletes - deletes == flows_count_origin(gw1.flows, FLOW_OWN),
+		    "after %lld ms gw2 dropped all %llu of them and told the owner of each",
+		    (long long)took, (unsigned long long)stats(&gw2).expired);
+		tap_ok(gw2_report_u64("expired") == stats(&gw2).expired, "`sync` shows expired %llu",
+		    (unsigned long long)gw2_report_u64("expired"));
+	}
 
 	test_hostile_peer();
 
