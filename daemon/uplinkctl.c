@@ -647,7 +647,11 @@ static const struct command commands[] = {
 		"sync [--resync]",
 		"    Shows the state of the sync channel to the peer node, with\n"
 		"    when this node's, the CA's and the peer's certificates expire\n"
-		"    (cert_, ca_, peer_cert_expires and _days_left).  With\n"
+		"    (cert_, ca_, peer_cert_expires and _days_left).  Of the two\n"
+		"    nodes, the one whose name sorts first dials (dialer: yes);\n"
+		"    while the peer cannot be reached it retries after 0.1 s,\n"
+		"    doubling up to 5 s: dials counts the attempts and\n"
+		"    redial_in_ms says when the next one is due.  With\n"
 		"    --resync, asks the peer for a full transfer of its flows\n"
 		"    (bulk resync) and sends ours.\n",
 		"    --resync\n"

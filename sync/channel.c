@@ -50,8 +50,6 @@
 
 #define CHANNEL_MAX_PENDING	4	/* inbound handshakes at once */
 #define CHANNEL_HANDSHAKE_MS	5000
-#define CHANNEL_BACKOFF_MIN_MS	100
-#define CHANNEL_BACKOFF_MAX_MS	5000
 #define CHANNEL_ACCEPT_BURST	16	/* accepts per wakeup */
 #define CHANNEL_READ_BUDGET	(1u << 20)	/* bytes per wakeup */
 #define CHANNEL_WRITE_CHUNK	(256u << 10)	/* bytes per SSL_write */
@@ -100,6 +98,7 @@ struct channel {
 	int depth;			/* nesting of event-loop entries */
 	int hs_timeout_ms;
 	int64_t backoff_ms;		/* next dial delay */
+	int64_t dial_due_ms;		/* when dial_timer fires (ev_now_ms) */
 	int64_t refuse_log_ms;		/* last refusal logged at warning level */
 	uint64_t refuse_quiet;		/* refusals since, logged at debug only */
 	struct ev_timer *dial_timer;
@@ -863,6 +862,7 @@ dial_start(struct channel *ch)
 	int fd;
 
 	netendpoint_str(&ch->cfg->sync.peer, addr, sizeof(addr));
+	ch->st.dials++;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		chan_error(ch, "connect to %s: socket: %s", addr, strerror(errno));
@@ -910,6 +910,8 @@ dial_schedule(struct channel *ch)
 	if (!ch->dialer || ch->destroyed || ch->up || ch->dial || ch->dial_timer)
 		return;
 	ch->backoff_ms = delay * 2 > CHANNEL_BACKOFF_MAX_MS ? CHANNEL_BACKOFF_MAX_MS : delay * 2;
+	ch->st.redial_delay_ms = delay;
+	ch->dial_due_ms = ev_now_ms(ch->loop) + delay;
 	if ((ch->dial_timer = ev_timer_add(ch->loop, delay, dial_on_timer, ch)) == NULL)
 		log_warn("channel: cannot schedule a dial");
 }
@@ -1304,6 +1306,13 @@ void
 channel_get_stats(const struct channel *ch, struct channel_stats *out)
 {
 	*out = ch->st;
+	out->dialer = ch->dialer;
+	out->redial_in_ms = -1;
+	if (ch->dial_timer != NULL)
+		out->redial_in_ms = ch->dial_due_ms > ev_now_ms(ch->loop) ?
+		    ch->dial_due_ms - ev_now_ms(ch->loop) : 0;
+	else
+		out->redial_delay_ms = 0;
 	if (ch->up != NULL) {
 		out->state = CHANNEL_UP;
 	} else {

@@ -38,6 +38,8 @@
 #define CHANNEL_CERT_WARN_DAYS 30
 /* Room for a reason naming a TLS file. */
 #define CHANNEL_ERR_MAX 512
+#define CHANNEL_BACKOFF_MIN_MS 100	/* redial delays double from this */
+#define CHANNEL_BACKOFF_MAX_MS 5000	/* ... up to this */
 
 enum channel_state {
 	CHANNEL_IDLE,		/* not connected; dialing or waiting to be dialed */
@@ -57,6 +59,12 @@ struct channel_stats {
 	char cipher[64];
 	char peer_cn[64];
 	uint64_t connects;		/* authenticated connections made */
+	uint64_t dials;			/* connection attempts this node began */
+	int64_t redial_delay_ms;	/* the wait before the next attempt, from
+					 * CHANNEL_BACKOFF_MIN_MS doubling up to
+					 * CHANNEL_BACKOFF_MAX_MS; 0: none waits */
+	int64_t redial_in_ms;		/* ... of which this much is left; -1 */
+	bool dialer;			/* this node dials; the peer only listens */
 	uint64_t reconnects;		/* ... after the first */
 	uint64_t auth_failures;		/* handshakes refused, any reason */
 	uint64_t bytes_in, bytes_out;

@@ -1382,6 +1382,12 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	emit_u64(out, "bulk_swept", st.bulk_swept);
 	emit_u64(out, "reconnects", cs.reconnects);
 	emit_u64(out, "connects", cs.connects);
+	emit_bool(out, "dialer", cs.dialer);
+	emit_u64(out, "dials", cs.dials);
+	if (cs.redial_in_ms >= 0)
+		emit_u64(out, "redial_in_ms", (uint64_t)cs.redial_in_ms);
+	else
+		emit_null(out, "redial_in_ms");
 	emit_u64(out, "overflows", st.overflows);
 	emit_u64(out, "conflicts", st.conflicts);
 	emit_u64(out, "yielded", st.yielded);

@@ -649,6 +649,62 @@ main(void)
 		tap_ok(run_until(both_up, NULL, 10000), "and still authenticate a new connection");
 	}
 
+	/* With the peer gone, redials wait CHANNEL_BACKOFF_MIN_MS, doubling
+	 * up to CHANNEL_BACKOFF_MAX_MS; an authenticated connection brings the
+	 * wait back to the minimum. */
+	{
+		int64_t waits[16], deadline = ev_clock_us() / 1000 + 15000;
+		size_t nwaits = 0, wrong = 0;
+		uint64_t dials;
+
+		channel_get_stats(gw1.ch, &st1);
+		dials = st1.dials;
+		tap_ok(st1.redial_delay_ms == 0 && st1.redial_in_ms == -1,
+		    "up: no redial waits (%lld, %lld)", (long long)st1.redial_delay_ms,
+		    (long long)st1.redial_in_ms);
+		channel_destroy(gw2.ch);
+		gw2.ch = NULL;
+		while (ev_clock_us() / 1000 < deadline && nwaits < 16) {
+			run_for(10);
+			channel_get_stats(gw1.ch, &st1);
+			if (st1.redial_delay_ms != 0 &&
+			    (nwaits == 0 || waits[nwaits - 1] != st1.redial_delay_ms))
+				waits[nwaits++] = st1.redial_delay_ms;
+			if (st1.redial_delay_ms == CHANNEL_BACKOFF_MAX_MS)
+				break;
+		}
+		for (size_t i = 0; i < nwaits; i++) {
+			int64_t want = (int64_t)CHANNEL_BACKOFF_MIN_MS << i;
+
+			if (waits[i] != (want < CHANNEL_BACKOFF_MAX_MS ? want : CHANNEL_BACKOFF_MAX_MS))
+				wrong++;
+		}
+		tap_ok(nwaits == 7 && wrong == 0, "redial waits %lld, %lld, ... up to %lld ms (%zu "
+		    "waits, %zu out of order)", nwaits > 0 ? (long long)waits[0] : -1,
+		    nwaits > 1 ? (long long)waits[1] : -1,
+		    nwaits > 0 ? (long long)waits[nwaits - 1] : -1, nwaits, wrong);
+		tap_ok(st1.redial_in_ms > 0 && st1.redial_in_ms <= CHANNEL_BACKOFF_MAX_MS &&
+		    st1.dials - dials == 6, "the next in %lld ms, after %llu attempts",
+		    (long long)st1.redial_in_ms, (unsigned long long)(st1.dials - dials));
+		for (int i = 0; i < 50 && gw2.ch == NULL; i++) {
+			uint16_t p = p2;
+
+			if (side_create(&gw2, "gw1", dir, "gw2", &p, p1) == 0 && p == p2)
+				break;
+			channel_destroy(gw2.ch);
+			gw2.ch = NULL;
+			run_for(100);
+		}
+		tap_ok(gw2.ch != NULL && run_until(both_up, NULL, CHANNEL_BACKOFF_MAX_MS + 5000),
+		    "the peer back: reconnected at the next attempt");
+		channel_close(gw1.ch, "test: the wait after an authenticated connection");
+		channel_get_stats(gw1.ch, &st1);
+		tap_ok(st1.redial_delay_ms == CHANNEL_BACKOFF_MIN_MS,
+		    "a connection lost after it authenticated waits %lld ms again",
+		    (long long)st1.redial_delay_ms);
+		tap_ok(run_until(both_up, NULL, 10000), "and reconnects");
+	}
+
 	channel_destroy(gw1.ch);
 	channel_destroy(gw2.ch);
 
