@@ -99,6 +99,10 @@ struct channel {
 	int hs_timeout_ms;
 	int64_t backoff_ms;		/* next dial delay */
 	int64_t dial_due_ms;		/* when dial_timer fires (ev_now_ms) */
+	int64_t unreachable_ms;		/* first failed dial since the last
+					 * connection, 0 if none */
+	int64_t unreachable_log_ms;	/* last said so at warning level */
+	uint64_t unreachable_dials;	/* st.dials when it began */
 	int64_t refuse_log_ms;		/* last refusal logged at warning level */
 	uint64_t refuse_quiet;		/* refusals since, logged at debug only */
 	struct ev_timer *dial_timer;
@@ -371,6 +375,31 @@ conn_refuse(struct chan_conn *c, const char *why)
 		dial_schedule(ch);
 }
 
+/*
+ * A dial that never reached TLS (refused, timed out, no route): said at
+ * warning level when it starts to happen and then once every
+ * CHANNEL_UNREACHABLE_LOG_MS while it goes on, so that a log read at 3 a.m.
+ * tells why the pair is not in sync; each attempt at debug level.
+ */
+static void
+chan_unreachable(struct channel *ch)
+{
+	int64_t now = ev_now_ms(ch->loop);
+
+	if (ch->unreachable_ms == 0) {
+		ch->unreachable_ms = ch->unreachable_log_ms = now;
+		ch->unreachable_dials = ch->st.dials - 1;
+		log_warnx("channel: %s; retrying, at most %d s apart", ch->st.last_error,
+		    CHANNEL_BACKOFF_MAX_MS / 1000);
+	} else if (now - ch->unreachable_log_ms >= CHANNEL_UNREACHABLE_LOG_MS) {
+		ch->unreachable_log_ms = now;
+		log_warnx("channel: the peer has not been reached for %lld s (%llu attempts): %s",
+		    (long long)(now - ch->unreachable_ms) / 1000,
+		    (unsigned long long)(ch->st.dials - ch->unreachable_dials), ch->st.last_error);
+	} else
+		log_debug("channel: %s", ch->st.last_error);
+}
+
 /* An outbound attempt that never reached TLS (connect refused, ...). */
 static void
 conn_fail(struct chan_conn *c, const char *why)
@@ -378,7 +407,7 @@ conn_fail(struct chan_conn *c, const char *why)
 	struct channel *ch = c->ch;
 
 	chan_error(ch, "connect to %s: %s", c->addr, why);
-	log_debug("channel: %s", ch->st.last_error);
+	chan_unreachable(ch);
 	conn_close(c);
 	dial_schedule(ch);
 }
@@ -436,6 +465,7 @@ conn_up(struct chan_conn *c)
 		conn_want_write(c, true);
 	}
 	ch->backoff_ms = CHANNEL_BACKOFF_MIN_MS;
+	ch->unreachable_ms = 0;
 	ch->st.authenticated = true;
 	if (ch->st.connects++ > 0)
 		ch->st.reconnects++;
@@ -872,7 +902,7 @@ dial_start(struct channel *ch)
 	}
 	if (connect(fd, (struct sockaddr *)&ss, sl) == -1 && errno != EINPROGRESS) {
 		chan_error(ch, "connect to %s: %s", addr, strerror(errno));
-		log_debug("channel: %s", ch->st.last_error);
+		chan_unreachable(ch);
 		close(fd);
 		dial_schedule(ch);
 		return;

@@ -40,6 +40,8 @@
 #define CHANNEL_ERR_MAX 512
 #define CHANNEL_BACKOFF_MIN_MS 100	/* redial delays double from this */
 #define CHANNEL_BACKOFF_MAX_MS 5000	/* ... up to this */
+#define CHANNEL_UNREACHABLE_LOG_MS 60000	/* a peer still unreachable is
+						 * logged again this often */
 
 enum channel_state {
 	CHANNEL_IDLE,		/* not connected; dialing or waiting to be dialed */

@@ -190,6 +190,7 @@ ok "$(python3 -c "print(0 if 3999 <= ${ca2:-0} <= 4000 and ${ca1:-0} <= 3650 els
 	"gw2 uses the renewed CA certificate ($ca2 days left; gw1 keeps the old one, $ca1)"
 
 # --- cut the sync link for 10 s while flows come and go ---
+log_at_cut=$(($(wc -l <"$LAB_DIR/uplinkd-gw1.log") + 1))
 lab_exec gw2 iptables -I INPUT -i sync0 -j DROP
 lab_exec gw2 iptables -I OUTPUT -o sync0 -j DROP
 t0=$(date +%s.%N)
@@ -206,6 +207,10 @@ lab_exec gw2 iptables -D OUTPUT -o sync0 -j DROP
 lab_wait_for converged 60
 r=$?
 ok $r "after the link heals the pair converges ($(compare))"
+said=$(tail -n +"$log_at_cut" "$LAB_DIR/uplinkd-gw1.log" |
+	grep 'channel: connect to 10.255.0.2:7410: .*; retrying, at most 5 s apart')
+[ "$(echo "$said" | grep -c .)" = 1 ]
+ok $? "gw1's log said once, at warning level, that it could not reach gw2 (${said#*channel: })"
 days=$(jget gw1 'd["sync"]["peer_cert_days_left"]' sync)
 ok "$(python3 -c "print(0 if 4.9 <= ${days:-0} <= 5 else 1)")" \
 	"the new connection carries gw2's renewed certificate (gw1 sees $days days left)"
