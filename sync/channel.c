@@ -98,11 +98,12 @@ struct channel {
 	int depth;			/* nesting of event-loop entries */
 	int hs_timeout_ms;
 	int64_t backoff_ms;		/* next dial delay */
-	int64_t dial_due_ms;		/* when dial_timer fires (ev_now_ms) */
+	int64_t dial_delay_ms;		/* the wait dial_timer was set for */
+	int64_t dial_due_ms;		/* ... and when it fires (ev_now_ms) */
 	int64_t unreachable_ms;		/* first failed dial since the last
 					 * connection, 0 if none */
 	int64_t unreachable_log_ms;	/* last said so at warning level */
-	uint64_t unreachable_dials;	/* st.dials when it began */
+	uint64_t unreachable_dials;	/* st.dials before that first one */
 	int64_t refuse_log_ms;		/* last refusal logged at warning level */
 	uint64_t refuse_quiet;		/* refusals since, logged at debug only */
 	struct ev_timer *dial_timer;
@@ -940,7 +941,7 @@ dial_schedule(struct channel *ch)
 	if (!ch->dialer || ch->destroyed || ch->up || ch->dial || ch->dial_timer)
 		return;
 	ch->backoff_ms = delay * 2 > CHANNEL_BACKOFF_MAX_MS ? CHANNEL_BACKOFF_MAX_MS : delay * 2;
-	ch->st.redial_delay_ms = delay;
+	ch->dial_delay_ms = delay;
 	ch->dial_due_ms = ev_now_ms(ch->loop) + delay;
 	if ((ch->dial_timer = ev_timer_add(ch->loop, delay, dial_on_timer, ch)) == NULL)
 		log_warn("channel: cannot schedule a dial");
@@ -1236,6 +1237,7 @@ channel_create(struct ev_loop *loop, const struct config *cfg,
 	    ch)) == NULL)
 		goto fail;
 	/* The first attempt is immediate; failures back off. */
+	ch->dial_due_ms = ev_now_ms(loop);
 	if (ch->dialer && (ch->dial_timer = ev_timer_add(loop, 0, dial_on_timer, ch)) == NULL)
 		goto fail;
 	return ch;
@@ -1337,12 +1339,14 @@ channel_get_stats(const struct channel *ch, struct channel_stats *out)
 {
 	*out = ch->st;
 	out->dialer = ch->dialer;
+	out->redial_delay_ms = 0;
 	out->redial_in_ms = -1;
-	if (ch->dial_timer != NULL)
-		out->redial_in_ms = ch->dial_due_ms > ev_now_ms(ch->loop) ?
-		    ch->dial_due_ms - ev_now_ms(ch->loop) : 0;
-	else
-		out->redial_delay_ms = 0;
+	if (ch->dial_timer != NULL) {
+		int64_t now = ev_now_ms(ch->loop);
+
+		out->redial_delay_ms = ch->dial_delay_ms;
+		out->redial_in_ms = ch->dial_due_ms > now ? ch->dial_due_ms - now : 0;
+	}
 	if (ch->up != NULL) {
 		out->state = CHANNEL_UP;
 	} else {

@@ -61,13 +61,13 @@ struct channel_stats {
 	char cipher[64];
 	char peer_cn[64];
 	uint64_t connects;		/* authenticated connections made */
+	uint64_t reconnects;		/* ... after the first */
+	bool dialer;			/* this node dials; the peer only listens */
 	uint64_t dials;			/* connection attempts this node began */
 	int64_t redial_delay_ms;	/* the wait before the next attempt, from
 					 * CHANNEL_BACKOFF_MIN_MS doubling up to
 					 * CHANNEL_BACKOFF_MAX_MS; 0: none waits */
 	int64_t redial_in_ms;		/* ... of which this much is left; -1 */
-	bool dialer;			/* this node dials; the peer only listens */
-	uint64_t reconnects;		/* ... after the first */
 	uint64_t auth_failures;		/* handshakes refused, any reason */
 	uint64_t bytes_in, bytes_out;
 	uint64_t send_refused;		/* channel_send over the bound */
