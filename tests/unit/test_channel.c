@@ -380,6 +380,23 @@ dialer_refused(const void *arg)
 	return st.auth_failures > 0;
 }
 
+/* gw2 again on the port it had (another socket may hold it a moment);
+ * gw2.ch stays NULL if it never comes free. */
+static void
+gw2_recreate(uint16_t port, uint16_t peer)
+{
+	gw2.ch = NULL;
+	for (int i = 0; i < 50 && gw2.ch == NULL; i++) {
+		uint16_t p = port;
+
+		if (side_create(&gw2, "gw1", dir, "gw2", &p, peer) == 0 && p == port)
+			break;
+		channel_destroy(gw2.ch);
+		gw2.ch = NULL;
+		run_for(100);
+	}
+}
+
 int
 main(void)
 {
@@ -576,16 +593,7 @@ main(void)
 	tap_ok(gw1.downs == 2, "dialer saw the peer go");
 	channel_get_stats(gw1.ch, &st1);
 	tap_ok(st1.closed_by_peer, "... closed by the peer (%s)", st1.last_error);
-	gw2.ch = NULL;
-	for (int i = 0; i < 50 && gw2.ch == NULL; i++) {
-		uint16_t p = p2;
-
-		if (side_create(&gw2, "gw1", dir, "gw2", &p, p1) == 0 && p == p2)
-			break;
-		channel_destroy(gw2.ch);
-		gw2.ch = NULL;
-		run_for(100);
-	}
+	gw2_recreate(p2, p1);
 	tap_ok(gw2.ch != NULL, "gw2 recreated on the same port");
 	tap_ok(run_until(both_up, NULL, 15000), "dialer reconnected");
 	channel_get_stats(gw1.ch, &st1);
@@ -686,15 +694,7 @@ main(void)
 		tap_ok(st1.redial_in_ms > 0 && st1.redial_in_ms <= CHANNEL_BACKOFF_MAX_MS &&
 		    st1.dials - dials == 6, "the next in %lld ms, after %llu attempts",
 		    (long long)st1.redial_in_ms, (unsigned long long)(st1.dials - dials));
-		for (int i = 0; i < 50 && gw2.ch == NULL; i++) {
-			uint16_t p = p2;
-
-			if (side_create(&gw2, "gw1", dir, "gw2", &p, p1) == 0 && p == p2)
-				break;
-			channel_destroy(gw2.ch);
-			gw2.ch = NULL;
-			run_for(100);
-		}
+		gw2_recreate(p2, p1);
 		tap_ok(gw2.ch != NULL && run_until(both_up, NULL, CHANNEL_BACKOFF_MAX_MS + 5000),
 		    "the peer back: reconnected at the next attempt");
 		channel_close(gw1.ch, "test: the wait after an authenticated connection");
