@@ -4,11 +4,11 @@
 #                                   exactly the NAME.err text on stderr
 #   uplinkd --print-config -c FILE  prints YAML that checks again and prints
 #                                   back to the same text
-# Paths are passed relative to tests/config, as the .err files name them.
-# The same files are checked without the binary by tests/unit/test_config.
 #   uplinkd -n -c FILE              with a sync section, also loads its TLS
 #                                   files: the valid files' /etc/uplinkd paths
 #                                   are pointed at a pair made here
+# Paths are passed relative to tests/config, as the .err files name them.
+# The same files are checked without the binary by tests/unit/test_config.
 set -u
 top_srcdir=${top_srcdir:-.}
 top_builddir=${top_builddir:-.}
