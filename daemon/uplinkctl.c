@@ -651,9 +651,11 @@ static const struct command commands[] = {
 		"    nodes, the one whose name sorts first dials (dialer: yes);\n"
 		"    while the peer cannot be reached it retries after 0.1 s,\n"
 		"    doubling up to 5 s: dials counts the attempts and\n"
-		"    redial_in_ms says when the next one is due.  With\n"
-		"    --resync, asks the peer for a full transfer of its flows\n"
-		"    (bulk resync) and sends ours.\n",
+		"    redial_in_ms says when the next one is due.\n"
+		"    disconnected_for_s says how long there has been no\n"
+		"    authenticated connection (\"-\", null with --json, while\n"
+		"    there is one).  With --resync, asks the peer for a full\n"
+		"    transfer of its flows (bulk resync) and sends ours.\n",
 		"    --resync\n"
 		"        Start a bulk resync.\n",
 		parse_sync, NULL,

@@ -104,6 +104,8 @@ struct channel {
 					 * connection, 0 if none */
 	int64_t unreachable_log_ms;	/* last said so at warning level */
 	uint64_t unreachable_dials;	/* st.dials before that first one */
+	int64_t down_since_ms;		/* no authenticated connection since */
+	struct ev_timer *absent_timer;	/* listener: says so while it lasts */
 	int64_t refuse_log_ms;		/* last refusal logged at warning level */
 	uint64_t refuse_quiet;		/* refusals since, logged at debug only */
 	struct ev_timer *dial_timer;
@@ -401,6 +403,35 @@ chan_unreachable(struct channel *ch)
 		log_debug("channel: %s", ch->st.last_error);
 }
 
+/*
+ * The listener's counterpart of chan_unreachable: only the peer dials, so
+ * nothing fails here while it stays away, and the log would otherwise be
+ * silent from the loss until the peer cache expires.
+ */
+static int64_t
+chan_on_absent_timer(void *data)
+{
+	struct channel *ch = data;
+	char ep[NETENDPOINT_STRLEN];
+
+	log_warnx("channel: no connection from %s for %lld s (it dials this node's %s)%s%s",
+	    ch->cfg->sync.tls.peer_name, (long long)(ev_now_ms(ch->loop) - ch->down_since_ms) / 1000,
+	    netendpoint_str(&ch->cfg->sync.listen, ep, sizeof(ep)),
+	    ch->st.last_error[0] ? "; last error: " : "", ch->st.last_error);
+	return CHANNEL_UNREACHABLE_LOG_MS;
+}
+
+/* From now on there is no authenticated connection (the start, or a loss). */
+static void
+chan_down(struct channel *ch)
+{
+	ch->down_since_ms = ev_now_ms(ch->loop);
+	if (!ch->dialer && ch->absent_timer == NULL &&
+	    (ch->absent_timer = ev_timer_add(ch->loop, CHANNEL_UNREACHABLE_LOG_MS,
+	    chan_on_absent_timer, ch)) == NULL)
+		log_warn("channel: cannot schedule the absent-peer log");
+}
+
 /* An outbound attempt that never reached TLS (connect refused, ...). */
 static void
 conn_fail(struct chan_conn *c, const char *why)
@@ -426,8 +457,10 @@ conn_lost(struct chan_conn *c, const char *why)
 	queue_reset(ch);
 	ch->st.authenticated = false;
 	ch->st.tls_version[0] = ch->st.cipher[0] = ch->st.peer_cn[0] = '\0';
-	if (!ch->destroyed)
+	if (!ch->destroyed) {
+		chan_down(ch);
 		ch->on_event(CHANNEL_EV_DOWN, ch->data);
+	}
 	dial_schedule(ch);
 }
 
@@ -446,6 +479,9 @@ conn_up(struct chan_conn *c)
 		conn_close(ch->dial);
 	ev_timer_del(ch->loop, ch->dial_timer);
 	ch->dial_timer = NULL;
+	ev_timer_del(ch->loop, ch->absent_timer);
+	ch->absent_timer = NULL;
+	ch->down_since_ms = 0;
 	ev_timer_del(ch->loop, c->timer);
 	c->timer = NULL;
 	for (int i = 0; i < CHANNEL_MAX_PENDING; i++)
@@ -1236,6 +1272,7 @@ channel_create(struct ev_loop *loop, const struct config *cfg,
 	    (ch->lifetime_timer = ev_timer_add(loop, 86400 * 1000, chan_on_lifetime_timer,
 	    ch)) == NULL)
 		goto fail;
+	chan_down(ch);
 	/* The first attempt is immediate; failures back off. */
 	ch->dial_due_ms = ev_now_ms(loop);
 	if (ch->dialer && (ch->dial_timer = ev_timer_add(loop, 0, dial_on_timer, ch)) == NULL)
@@ -1244,6 +1281,7 @@ channel_create(struct ev_loop *loop, const struct config *cfg,
 fail:
 	saved = errno;
 	ev_timer_del(loop, ch->lifetime_timer);
+	ev_timer_del(loop, ch->absent_timer);
 	if (ch->lfd != -1) {
 		ev_fd_del(loop, ch->lfd);
 		close(ch->lfd);
@@ -1271,6 +1309,8 @@ channel_destroy(struct channel *ch)
 	ch->dial_timer = NULL;
 	ev_timer_del(ch->loop, ch->lifetime_timer);
 	ch->lifetime_timer = NULL;
+	ev_timer_del(ch->loop, ch->absent_timer);
+	ch->absent_timer = NULL;
 	if (ch->lfd != -1) {
 		ev_fd_del(ch->loop, ch->lfd);
 		close(ch->lfd);
@@ -1341,6 +1381,7 @@ channel_get_stats(const struct channel *ch, struct channel_stats *out)
 	out->dialer = ch->dialer;
 	out->redial_delay_ms = 0;
 	out->redial_in_ms = -1;
+	out->down_ms = ch->up != NULL ? -1 : ev_now_ms(ch->loop) - ch->down_since_ms;
 	if (ch->dial_timer != NULL) {
 		int64_t now = ev_now_ms(ch->loop);
 

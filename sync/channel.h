@@ -40,8 +40,11 @@
 #define CHANNEL_ERR_MAX 512
 #define CHANNEL_BACKOFF_MIN_MS 100	/* redial delays double from this */
 #define CHANNEL_BACKOFF_MAX_MS 5000	/* ... up to this */
-#define CHANNEL_UNREACHABLE_LOG_MS 60000	/* a peer still unreachable is
-						 * logged again this often */
+/* A peer still unreachable (dialer) or still not connecting (listener) is
+ * logged again this often; a test build may shorten it. */
+#ifndef CHANNEL_UNREACHABLE_LOG_MS
+#define CHANNEL_UNREACHABLE_LOG_MS 60000
+#endif
 
 enum channel_state {
 	CHANNEL_IDLE,		/* not connected; dialing or waiting to be dialed */
@@ -68,6 +71,9 @@ struct channel_stats {
 					 * CHANNEL_BACKOFF_MIN_MS doubling up to
 					 * CHANNEL_BACKOFF_MAX_MS; 0: none waits */
 	int64_t redial_in_ms;		/* ... of which this much is left; -1 */
+	int64_t down_ms;		/* how long there has been no
+					 * authenticated connection (since the
+					 * last was lost, or the start); -1 up */
 	uint64_t auth_failures;		/* handshakes refused, any reason */
 	uint64_t bytes_in, bytes_out;
 	uint64_t send_refused;		/* channel_send over the bound */

@@ -1384,6 +1384,10 @@ session_report(const struct session *s, const struct config *cfg, struct emit *o
 	emit_u64(out, "connects", cs.connects);
 	emit_bool(out, "dialer", cs.dialer);
 	emit_u64(out, "dials", cs.dials);
+	if (cs.down_ms >= 0)
+		emit_double(out, "disconnected_for_s", (double)cs.down_ms / 1000, 1);
+	else
+		emit_null(out, "disconnected_for_s");
 	if (cs.redial_in_ms >= 0)
 		emit_u64(out, "redial_in_ms", (uint64_t)cs.redial_in_ms);
 	else

@@ -201,12 +201,19 @@ ok "$(python3 -c "print(0 if $took < 8 else 1)")" "gw1 notices the silent peer (
 ok "$(in_sync gw1 || in_sync gw2; [ $? -ne 0 ] && echo 0 || echo 1)" "neither node claims to be in sync while cut"
 short 30000 2000 10.0.0.110 40 >"$LAB_DIR/short3.out" 2>&1
 lab_exec gw1 conntrack -D -p tcp --state TIME_WAIT -s 10.0.0.110 >/dev/null 2>&1
+lab_wait_for '[ "$(jget gw2 "d[\"sync\"][\"disconnected_for_s\"]" sync)" != None ]' 10
+down2=$(jget gw2 'd["sync"]["disconnected_for_s"]' sync)
+ok "$(python3 -c "v = ${down2:-None}; print(0 if v is not None and 0 <= v <= 60 else 1)")" \
+	"gw2, which does not dial, says how long it has had no connection ($down2 s)"
 sleep "$(python3 -c "print(max(0.0, 10 - ($(date +%s.%N) - $t0)))")"
 lab_exec gw2 iptables -D INPUT -i sync0 -j DROP
 lab_exec gw2 iptables -D OUTPUT -o sync0 -j DROP
 lab_wait_for converged 60
 r=$?
 ok $r "after the link heals the pair converges ($(compare))"
+ok "$([ "$(jget gw1 'd["sync"]["disconnected_for_s"]' sync)" = None ] &&
+	[ "$(jget gw2 'd["sync"]["disconnected_for_s"]' sync)" = None ] && echo 0 || echo 1)" \
+	"connected again: disconnected_for_s is null on both"
 said=$(tail -n +"$log_at_cut" "$LAB_DIR/uplinkd-gw1.log" |
 	grep 'channel: connect to 10.255.0.2:7410: .*; retrying, at most 5 s apart')
 [ "$(echo "$said" | grep -c .)" = 1 ]

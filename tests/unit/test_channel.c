@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -136,6 +137,70 @@ static void
 run_for(int ms)
 {
 	run_until(never, NULL, ms);
+}
+
+/* The log (stderr) into a file while a check counts its lines. */
+static char cap_path[96];
+static int cap_saved = -1;
+
+static void
+cap_begin(void)
+{
+	int fd;
+
+	snprintf(cap_path, sizeof(cap_path), "%s/log", dir);
+	fflush(stderr);
+	if ((fd = open(cap_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1 ||
+	    (cap_saved = dup(2)) == -1 || dup2(fd, 2) == -1)
+		abort();
+	close(fd);
+}
+
+/* Ends the capture; with show, the captured lines go into the TAP stream. */
+static void
+cap_end(bool show)
+{
+	char line[1024];
+	FILE *f;
+
+	fflush(stderr);
+	dup2(cap_saved, 2);
+	close(cap_saved);
+	cap_saved = -1;
+	if (show && (f = fopen(cap_path, "r")) != NULL) {
+		while (fgets(line, sizeof(line), f))
+			tap_diag("log: %.*s", (int)strcspn(line, "\n"), line);
+		fclose(f);
+	}
+}
+
+static int
+cap_count(const char *needle)
+{
+	char line[1024];
+	FILE *f = fopen(cap_path, "r");
+	int n = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle) != NULL)
+			n++;
+	fclose(f);
+	return n;
+}
+
+struct cap_goal {
+	const char *needle;
+	int want;
+};
+
+static int
+cap_reached(const void *arg)
+{
+	const struct cap_goal *g = arg;
+
+	return cap_count(g->needle) >= g->want;
 }
 
 static struct side gw1 = { .name = "gw1" }, gw2 = { .name = "gw2" };
@@ -665,13 +730,18 @@ main(void)
 		size_t nwaits = 0, wrong = 0;
 		uint64_t dials;
 
+		int64_t gone_ms;
+		int first, again;
+
 		channel_get_stats(gw1.ch, &st1);
 		dials = st1.dials;
 		tap_ok(st1.redial_delay_ms == 0 && st1.redial_in_ms == -1,
 		    "up: no redial waits (%lld, %lld)", (long long)st1.redial_delay_ms,
 		    (long long)st1.redial_in_ms);
+		cap_begin();
 		channel_destroy(gw2.ch);
 		gw2.ch = NULL;
+		gone_ms = ev_clock_us() / 1000;
 		while (ev_clock_us() / 1000 < deadline && nwaits < 16) {
 			run_for(10);
 			channel_get_stats(gw1.ch, &st1);
@@ -694,6 +764,18 @@ main(void)
 		tap_ok(st1.redial_in_ms > 0 && st1.redial_in_ms <= CHANNEL_BACKOFF_MAX_MS &&
 		    st1.dials - dials == 6, "the next in %lld ms, after %llu attempts",
 		    (long long)st1.redial_in_ms, (unsigned long long)(st1.dials - dials));
+		/* Dials 0.1, 0.3, 0.7, 1.5, 3.1 and 6.3 s after the loss: the
+		 * first failure is a warning, then one line per interval. */
+		first = cap_count("; retrying, at most 5 s apart");
+		again = cap_count("the peer has not been reached for");
+		cap_end(first != 1 || again < 2 ||
+		    again > (ev_clock_us() / 1000 - gone_ms) / CHANNEL_UNREACHABLE_LOG_MS);
+		tap_ok(first == 1 && again >= 2 &&
+		    again <= (ev_clock_us() / 1000 - gone_ms) / CHANNEL_UNREACHABLE_LOG_MS,
+		    "the dialer warned once, then %d times, at most every %d ms", again,
+		    CHANNEL_UNREACHABLE_LOG_MS);
+		tap_ok(st1.down_ms >= CHANNEL_BACKOFF_MAX_MS, "disconnected for %lld ms",
+		    (long long)st1.down_ms);
 		gw2_recreate(p2, p1);
 		tap_ok(gw2.ch != NULL && run_until(both_up, NULL, CHANNEL_BACKOFF_MAX_MS + 5000),
 		    "the peer back: reconnected at the next attempt");
@@ -703,6 +785,36 @@ main(void)
 		    "a connection lost after it authenticated waits %lld ms again",
 		    (long long)st1.redial_delay_ms);
 		tap_ok(run_until(both_up, NULL, 10000), "and reconnects");
+	}
+
+	/* The listener cannot fail while the dialer stays away, so it says
+	 * every interval that nobody connects. */
+	{
+		struct cap_goal two = { "no connection from gw1 for", 2 };
+		char where[64];
+		uint16_t port = 0;
+		int lines, after;
+
+		snprintf(where, sizeof(where), "(it dials this node's 127.0.0.1:%u)", p2);
+		channel_get_stats(gw2.ch, &st2);
+		tap_ok(st2.down_ms == -1, "up: not disconnected (%lld)", (long long)st2.down_ms);
+		cap_begin();
+		channel_destroy(gw1.ch);
+		gw1.ch = NULL;
+		lines = run_until(cap_reached, &two, 10000) ? cap_count(where) : 0;
+		channel_get_stats(gw2.ch, &st2);
+		tap_ok(lines >= 2 && st2.down_ms >= 2 * CHANNEL_UNREACHABLE_LOG_MS &&
+		    cap_count("channel: no connection") <= st2.down_ms / CHANNEL_UNREACHABLE_LOG_MS,
+		    "the listener says so every %d ms (%d lines in %lld ms)",
+		    CHANNEL_UNREACHABLE_LOG_MS, lines, (long long)st2.down_ms);
+		rc = side_create(&gw1, "gw2", dir, "gw1", &port, p2);
+		tap_ok(rc == 0 && run_until(both_up, NULL, 10000), "the dialer back: reconnected");
+		after = cap_count("channel: no connection");
+		run_for(CHANNEL_UNREACHABLE_LOG_MS + 500);
+		channel_get_stats(gw2.ch, &st2);
+		cap_end(lines < 2 || cap_count("channel: no connection") != after);
+		tap_ok(cap_count("channel: no connection") == after && st2.down_ms == -1,
+		    "and quiet once connected (%lld)", (long long)st2.down_ms);
 	}
 
 	channel_destroy(gw1.ch);
