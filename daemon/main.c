@@ -1280,8 +1280,15 @@ run(struct uplinkd *d)
 	    (d->watch_timer = ev_timer_add(d->loop, UPLINKD_WATCH_MS, on_watch_timer, d)) == NULL ||
 	    ev_hook_add(d->loop, on_before_sleep, d) == -1)
 		fatal("timers");
-	if (rules_install(d->cfg, NULL, err, sizeof(err)) == -1)
+	if (rules_install(d->cfg, NULL, err, sizeof(err)) == -1) {
+		char rerr[512];
+
+		/* The routes and the leak guard went in before the step that
+		 * failed: a start that fails leaves nothing behind. */
+		if (rules_remove(d->cfg, rerr, sizeof(rerr)) == -1)
+			log_warnx("removing what was installed: %s", rerr);
 		fatalx("installing rules: %s", err);
+	}
 	apply_usability(d);
 	watch_start(d);
 	if ((d->queue = queue_create(d->loop, d->cfg->queue.first, d->cfg->queue.count,

@@ -362,6 +362,25 @@ left=$(lab_exec gw1 iptables-save | grep -c UPLINKD)
 lab_exec gw1 nft list table ip uplinkd >/dev/null 2>&1 && left=$((left + 1))
 left=$((left + $(lab_exec gw1 ip rule | grep -c 'lookup 10[01]')))
 ok "$([ "$left" -eq 0 ] && echo 0 || echo 1)" "everything uplinkd installed is removed ($left left)"
+
+# --- a start that cannot install its iptables rules ---
+# A kernel without the NFQUEUE target makes iptables-restore fail after the
+# routes and the leak guard went in; a stand-in on PATH fails the same way.
+mkdir -p "$LAB_DIR/failbin"
+printf '#!/bin/sh\ncat >/dev/null\necho "Couldn'"'"'t load target NFQUEUE: No such file or directory" >&2\nexit 1\n' \
+	>"$LAB_DIR/failbin/iptables-restore"
+chmod +x "$LAB_DIR/failbin/iptables-restore"
+# (A daemon that started anyway is stopped by the timeout: exit 124.)
+out=$(lab_exec gw1 timeout 30 env PATH="$LAB_DIR/failbin:$PATH" ASAN_OPTIONS=detect_leaks=0 \
+	"$UPLINKD_BUILD/uplinkd" -f -c "$LAB_DIR/gw1.yaml" 2>&1)
+rc=$?
+left=$(lab_exec gw1 iptables-save | grep -c UPLINKD)
+lab_exec gw1 nft list table ip uplinkd >/dev/null 2>&1 && left=$((left + 1))
+left=$((left + $(lab_exec gw1 ip rule | grep -c 'lookup 10[01]')))
+left=$((left + $(lab_exec gw1 ip route show table all | grep -c 'table 10[01]')))
+ok "$([ $rc -eq 1 ] && [ "$left" -eq 0 ] && echo "$out" | grep -q "installing rules: .*load target NFQUEUE" &&
+	echo 0 || echo 1)" \
+	"a start whose iptables rules fail exits 1, says why and leaves nothing installed (exit $rc, $left left: $(echo "$out" | grep -o 'installing rules: .*' | head -c 90))"
 # With a sanitizer build (tests/run-all.sh runs the lab on one) the daemon
 # reports memory errors and leaks into its log.
 no_sanitizer_report "$LAB_DIR/uplinkd-gw1.log"
