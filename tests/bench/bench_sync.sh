@@ -76,7 +76,11 @@
 #        CTDHS_BULK_MAX (100000: conntrackd-hs bulks above it are skipped;
 #        on this VM its 1M bulk had not completed after 115 s),
 #        IDLE_WAIT (120 s to wait for a quiet machine), LAB_PREFIX (usb),
-#        PERF (a directory: profile the daemons during the CPU runs).
+#        PERF (a directory: profile the daemons during the CPU runs),
+#        PIN (SENDER:RECEIVER:CTGEN CPU lists, e.g. 0:1:0: the lag and
+#        CPU phases run each kind's two daemons and ctgen on those CPUs;
+#        unset, the scheduler places them, and the stream figures move
+#        with where it puts them).
 # 1M entries need nf_conntrack_max >= 1.25M in gw1 (and gw2 for a hot
 # standby): it is global (set in the init netns, read-only in a child) and
 # limits each netns separately; the script raises it when needed and
@@ -99,6 +103,8 @@ BULK_SIZES=${BULK_SIZES:-"100000 1000000"}
 BULK_REPEAT=${BULK_REPEAT:-3}
 POLL_US=${POLL_US:-1000}
 IDLE_WAIT=${IDLE_WAIT:-120}
+PIN=${PIN:-}
+ctpin=""
 CTDHS_BULK_MAX=${CTDHS_BULK_MAX:-100000}
 B=$UPLINKD_BUILD/tests/bench
 CTGEN=$B/ctgen
@@ -333,6 +339,12 @@ stream_phase() {
 	pair_up "$kind"
 	snd=$(pfx "$kind")gw1; rcv=$(pfx "$kind")gw2; f=$(rfield "$kind")
 	pid1=$(pid_of "$snd"); pid2=$(pid_of "$rcv")
+	if [ -n "$PIN" ]; then
+		IFS=: read -r pin_snd pin_rcv pin_gen <<<"$PIN"
+		taskset -a -p -c "$pin_snd" "$pid1" >/dev/null || die "taskset $pin_snd $pid1"
+		taskset -a -p -c "$pin_rcv" "$pid2" >/dev/null || die "taskset $pin_rcv $pid2"
+		ctpin="taskset -c $pin_gen"
+	fi
 	sleep 1
 	rss_idle=$(rss_kb "$pid2")
 	c1=$(cpu_ns "$pid1"); c2=$(cpu_ns "$pid2")
@@ -353,7 +365,7 @@ stream_phase() {
 		--target $((base + STREAM)) --timeout "$(sbudget)" --linger 3 \
 		--interval-us "$POLL_US" --out "$R/$kind.polls" || die "poller"
 	lab_wait_for "[ -s $R/$kind.polls ]" 10
-	lab_exec gw1 "$CTGEN" -n "$STREAM" -b 10 --rate "$RATE" --stamps "$R/$kind.stamps" \
+	lab_exec gw1 $ctpin "$CTGEN" -n "$STREAM" -b 10 --rate "$RATE" --stamps "$R/$kind.stamps" \
 		>"$R/$kind.ctgen1" || die "ctgen failed: $(cat "$R/$kind.ctgen1")"
 	lab_wait_for "! kill -0 $(pid_of poll) 2>/dev/null" "$(sbudget)"
 	lab_stop poll
@@ -384,11 +396,11 @@ stream_phase() {
 		t0=$(date +%s.%N)
 		if [ $run = stream ]; then
 			n=$STREAM
-			lab_exec gw1 "$CTGEN" -n "$n" -b 10 --rate "$RATE" --offset "$STREAM" \
+			lab_exec gw1 $ctpin "$CTGEN" -n "$n" -b 10 --rate "$RATE" --offset "$STREAM" \
 				>"$R/$kind.ctgen.$run" || die "ctgen failed: $(cat "$R/$kind.ctgen.$run")"
 		else
 			n=$BURST
-			lab_exec gw1 "$CTGEN" -n "$n" --offset $((2 * STREAM)) \
+			lab_exec gw1 $ctpin "$CTGEN" -n "$n" --offset $((2 * STREAM)) \
 				>"$R/$kind.ctgen.$run" || die "ctgen failed: $(cat "$R/$kind.ctgen.$run")"
 		fi
 		[ $run = stream ] && w=$(sbudget) || w=$(budget "$n")
