@@ -481,7 +481,6 @@ conn_up(struct chan_conn *c)
 	ch->dial_timer = NULL;
 	ev_timer_del(ch->loop, ch->absent_timer);
 	ch->absent_timer = NULL;
-	ch->down_since_ms = 0;
 	ev_timer_del(ch->loop, c->timer);
 	c->timer = NULL;
 	for (int i = 0; i < CHANNEL_MAX_PENDING; i++)
