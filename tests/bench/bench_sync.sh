@@ -576,7 +576,7 @@ flush gw1 gw2
 # flows per loop iteration (10: the paced stream's batches; 1024: a burst).
 # Gives the factor that turns the lab's kernel writes into a node's own.
 kernel_share_phase() {
-	local slice n=50000 i where secs a b alone shared
+	local slice n=50000 i where line secs a b alone shared
 	for slice in 10 1024; do
 		alone="" shared=""
 		for ((i = 1; i <= 3; i++)); do
@@ -586,8 +586,9 @@ kernel_share_phase() {
 					lab_start_bg gw1 listener conntrack -E -e NEW || die "conntrack -E in gw1"
 					sleep 0.5
 				fi
-				secs=$(lab_exec gw2 "$CTINJECT" -c "$LAB_DIR/gw2.yaml" -n $n --slice $slice |
-					kv seconds)
+				line=$(lab_exec gw2 "$CTINJECT" -c "$LAB_DIR/gw2.yaml" -n $n --slice $slice 2>&1) ||
+					die "ctinject in gw2 failed: $line"
+				secs=$(echo "$line" | tail -1 | kv seconds)
 				if [ $where = shared ]; then
 					lab_stop listener
 					shared="$shared $secs"
