@@ -588,7 +588,7 @@ kernel_share_phase() {
 				fi
 				line=$(lab_exec gw2 "$CTINJECT" -c "$LAB_DIR/gw2.yaml" -n $n --slice $slice 2>&1) ||
 					die "ctinject in gw2 failed: $line"
-				secs=$(echo "$line" | tail -1 | kv seconds)
+				secs=$(echo "$line" | kv seconds)
 				if [ $where = shared ]; then
 					lab_stop listener
 					shared="$shared $secs"
