@@ -84,7 +84,8 @@
 #        a quiet machine), LAB_PREFIX (uhb).
 # nf_conntrack_max is global (set in the init netns) and limits each netns
 # separately: raised for the largest N and restored at exit unless someone
-# changed it meanwhile.  nf_conntrack_buckets is left alone.
+# changed it meanwhile (tests/bench/ctsize.sh).  nf_conntrack_buckets is
+# left alone: the README's takeover figures were measured so.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export UPLINKD_BUILD=${UPLINKD_BUILD:-$top/_build/plain}
@@ -93,6 +94,8 @@ export LAB_PREFIX=${LAB_PREFIX:-uhb}
 . "$top/tests/lab/lab.sh"
 # shellcheck source=tests/bench/conntrackd.sh
 . "$top/tests/bench/conntrackd.sh"
+# shellcheck source=tests/bench/ctsize.sh
+. "$top/tests/bench/ctsize.sh"
 PARTS=${PARTS:-"inject drills"}
 SIZES=${SIZES:-"10000 100000 1000000"}
 KINDS=${KINDS:-"uplinkd conntrackd"}
@@ -113,7 +116,6 @@ B=$UPLINKD_BUILD/tests/bench
 CTGEN=$B/ctgen
 CTINJECT=$B/ctinject
 SYNC_LAG=$top/tests/bench/sync_lag.py
-CTMAX=/proc/sys/net/netfilter/nf_conntrack_max
 R=$LAB_DIR/bench
 SRV=192.0.2.10
 T_START=$(date +%s)
@@ -133,8 +135,7 @@ for t in conntrackd keepalived conntrack iptables python3; do
 	command -v $t >/dev/null 2>&1 || die "$t is not installed (deploy/install-deps.sh)"
 done
 
-# --- state we change outside the lab, restored by cleanup ---
-ctmax_old="" ctmax_set=""
+# --- state we change outside the lab (ctsize_raise), restored by cleanup ---
 cleanup() {
 	local n
 	# Everything this script started went through lab_start_bg: lab_down
@@ -152,9 +153,7 @@ cleanup() {
 		cp "$LAB_DIR"/*.log "$top/_build/bench_ha/" 2>/dev/null
 	fi
 	lab_down >/dev/null 2>&1
-	if [ -n "$ctmax_set" ] && [ "$(cat $CTMAX)" = "$ctmax_set" ]; then
-		echo "$ctmax_old" >$CTMAX
-	fi
+	ctsize_restore
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -364,17 +363,13 @@ if [[ " $PARTS " == *" inject "* ]]; then
 	for n in $SIZES; do [ $((n * 5 / 4 + 1024)) -gt "$need" ] && need=$((n * 5 / 4 + 1024)); done
 fi
 [ $((HELD * 2 + BIG_CONNS * 4)) -gt "$need" ] && need=$((HELD * 2 + BIG_CONNS * 4))
-if [ "$(cat $CTMAX)" -lt "$need" ]; then
-	ctmax_old=$(cat $CTMAX)
-	echo "$need" >$CTMAX || die "cannot raise nf_conntrack_max to $need"
-	ctmax_set=$need
-fi
+ctsize_raise "$need" 0 || die "cannot raise nf_conntrack_max to $need"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 bg=$(wait_idle)
 lab_fresh
 echo "# bench_ha: $(uname -r), $(nproc) CPUs, $(conntrackd -v 2>&1 | head -1 | cut -d. -f1-3)," \
 	"$(keepalived -v 2>&1 | head -1 | cut -d' ' -f1-2), uplinkd $(git -C "$top" describe --always --dirty 2>/dev/null)," \
-	"nf_conntrack_max=$(cat $CTMAX) buckets=$(cat /proc/sys/net/netfilter/nf_conntrack_buckets)," \
+	"nf_conntrack_max=$(cat $ctsize_max) buckets=$(cat $ctsize_buckets)," \
 	"bg_busy_pct=$bg, fd limit $(ulimit -n)"
 
 # ======================= part 1: inject rates =======================

@@ -87,11 +87,10 @@
 #        unset, the scheduler places them, and the stream figures move
 #        with where it puts them).
 # 1M entries need nf_conntrack_max >= 1.25M in gw1 (and gw2 for a hot
-# standby): it is global (set in the init netns, read-only in a child) and
-# limits each netns separately; the script raises it when needed and
-# restores it at exit unless someone changed it meanwhile.
-# nf_conntrack_buckets (hashsize) is global for all namespaces of the
-# machine and is left alone.
+# standby).  The script raises it when needed, and nf_conntrack_buckets
+# with it (the kernel's pairing), and restores both at exit
+# (tests/bench/ctsize.sh: the hash is one for all namespaces, and gw1's
+# entries would lengthen the chains gw2's writes walk).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 export UPLINKD_BUILD=${UPLINKD_BUILD:-$top/_build/plain}
@@ -100,6 +99,8 @@ export LAB_PREFIX=${LAB_PREFIX:-usb}
 . "$top/tests/lab/lab.sh"
 # shellcheck source=tests/bench/conntrackd.sh
 . "$top/tests/bench/conntrackd.sh"
+# shellcheck source=tests/bench/ctsize.sh
+. "$top/tests/bench/ctsize.sh"
 KINDS=${KINDS:-"uplinkd conntrackd ctdhs"}
 RATE=${RATE:-10000}
 STREAM=${STREAM:-100000}
@@ -116,7 +117,6 @@ CTGEN=$B/ctgen
 CTINJECT=$B/ctinject
 SYNC_LAG=$top/tests/bench/sync_lag.py
 HZ=$(getconf CLK_TCK)
-CTMAX=/proc/sys/net/netfilter/nf_conntrack_max
 R=$LAB_DIR/bench
 
 die() { echo "bench_sync: $*" >&2; exit 1; }
@@ -131,8 +131,7 @@ if ! command -v conntrackd >/dev/null 2>&1; then
 	"$top/deploy/install-deps.sh" || die "could not install conntrackd"
 fi
 
-# --- state we change outside the lab, restored by cleanup ---
-ctmax_old="" ctmax_set=""
+# --- state we change outside the lab (ctsize_raise), restored by cleanup ---
 cleanup() {
 	local n
 	for n in poll listener uplinkd-gw1 uplinkd-gw2 ctd-gw1 ctd-gw2; do
@@ -144,9 +143,7 @@ cleanup() {
 		[ -e "/run/netns/$(lab_ns $n)" ] && lab_exec $n conntrack -F >/dev/null 2>&1
 	done
 	lab_down >/dev/null 2>&1
-	if [ -n "$ctmax_set" ] && [ "$(cat $CTMAX)" = "$ctmax_set" ]; then
-		echo "$ctmax_old" >$CTMAX
-	fi
+	ctsize_restore
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -281,11 +278,7 @@ max_bulk=0
 for n in $BULK_SIZES; do [ "$n" -gt "$max_bulk" ] && max_bulk=$n; done
 need=$((max_bulk * 5 / 4 + 1024))
 [ $((2 * STREAM + BURST)) -gt "$need" ] && need=$((2 * STREAM + BURST + 1024))
-if [ "$(cat $CTMAX)" -lt "$need" ]; then
-	ctmax_old=$(cat $CTMAX)
-	echo "$need" >$CTMAX || die "cannot raise nf_conntrack_max to $need"
-	ctmax_set=$need
-fi
+ctsize_raise "$need" "$need" || die "cannot size the conntrack table for $need entries"
 bg=$(wait_idle)
 lab_up 2 >/dev/null || die "lab up failed"
 mkdir -p "$R"
@@ -303,7 +296,7 @@ for gw in gw1 gw2; do
 done
 echo "# bench_sync: $(uname -r), $(nproc) CPUs, $(conntrackd -v 2>&1 | head -1 | cut -d. -f1-3)," \
 	"uplinkd $(git -C "$top" describe --always --dirty 2>/dev/null)," \
-	"nf_conntrack_max=$(cat $CTMAX) buckets=$(cat /proc/sys/net/netfilter/nf_conntrack_buckets)," \
+	"nf_conntrack_max=$(cat $ctsize_max) buckets=$(cat $ctsize_buckets)," \
 	"bg_busy_pct=$bg"
 
 # lag_of KIND TAG COLUMN BASE: the peer-cache lag of the last stream from
