@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
  libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev
  libprotobuf-c-dev protobuf-c-compiler libssl-dev libyaml-dev libsystemd-dev
- iptables nftables conntrack conntrackd iproute2 keepalived openssl
+ iptables nftables conntrack conntrackd iproute2 keepalived openssl kmod
  clang libclang-rt-14-dev python3 python3-jinja2 procps
  ansible-core ansible-lint python3-apt git
  systemd-container debootstrap"

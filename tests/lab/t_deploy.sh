@@ -182,6 +182,29 @@ PY
 "$top/ha/render.py" "$top/ha/keepalived.conf.j2" "$LAB_DIR/kvars.json" >"$LAB_DIR/keepalived-gw1.expected"
 diff -u "$LAB_DIR/keepalived-gw1.expected" "$LAB_DIR/gw1/etc/keepalived/keepalived.conf" >"$LAB_DIR/keepalived.diff"
 ok $? "keepalived.conf is ha/keepalived.conf.j2 as ha/render.py renders it ($(grep -c '^[-+][^-+]' "$LAB_DIR/keepalived.diff") lines differ)"
+grep -qx nf_conntrack "$LAB_DIR/gw1/etc/modules-load.d/uplinkd.conf"
+ok $? "modules-load.d/uplinkd.conf loads nf_conntrack at boot (its sysctls exist only then)"
+# The lab leaves the host-wide table size alone (""): the sysctl drop-in
+# as the role renders it for the example inventory, whose bucket count
+# follows nf_conntrack_max by default.
+cat >"$LAB_DIR/render-sysctl.yml" <<'EOT'
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_vars: "{{ top }}/deploy/roles/uplinkd/defaults/main.yml"
+    - ansible.builtin.include_vars: "{{ top }}/deploy/inventory.example/group_vars/uplinkd.yml"
+    - ansible.builtin.template:
+        src: "{{ top }}/deploy/roles/uplinkd/templates/sysctl.conf.j2"
+        dest: "{{ out }}"
+        mode: "0644"
+EOT
+ansible-playbook -i localhost, -e top="$top" -e out="$LAB_DIR/sysctl-example.conf" \
+	"$LAB_DIR/render-sysctl.yml" >"$LAB_DIR/render-sysctl.log" 2>&1 &&
+	grep -qx 'net.netfilter.nf_conntrack_max = 262144' "$LAB_DIR/sysctl-example.conf" &&
+	grep -qx 'net.netfilter.nf_conntrack_buckets = 262144' "$LAB_DIR/sysctl-example.conf" &&
+	! grep -q nf_conntrack_buckets "$LAB_DIR/gw1/etc/sysctl.d/60-uplinkd.conf"
+ok $? "the sysctl drop-in sizes nf_conntrack_buckets with nf_conntrack_max (example inventory), and not in the lab"
 
 # ---- idempotence ----
 t1=$(date +%s)
