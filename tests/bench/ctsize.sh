@@ -7,7 +7,7 @@
 # The kernel pairs the two (max = buckets by default); a benchmark that
 # raises max without buckets measures chains a node of its own, sized
 # the same way, would not walk: with 300 000 entries in gw1, gw2's
-# creates cost 50 % more in 262 144 buckets (README, "Results").
+# creates cost 50 % more in 262 144 buckets (README, "Benchmarks").
 #
 # ctsize_raise MAX BUCKETS: raise each to at least its value (0: leave
 # it); ctsize_restore puts back what was raised, unless someone changed
