@@ -706,6 +706,12 @@ ct_has_ports(uint8_t proto)
 	    proto == IPPROTO_SCTP || proto == IPPROTO_DCCP;
 }
 
+bool
+ct_key_is_tuple(uint8_t proto)
+{
+	return proto != IPPROTO_ICMP && proto != IPPROTO_ICMPV6 && proto != IPPROTO_GRE;
+}
+
 /* A tuple from src:sport to dst:dport (network-order ports). */
 static void
 ct_put_tuple(struct nlmsghdr *nlh, uint16_t type, const struct flow_key *k,
@@ -818,6 +824,13 @@ ct_write_put(struct ct *ct, const struct flow *f, enum ct_write_op op)
 	    op == CT_OP_UPDATE_FIRST ? CT_MSG_UPDATE : CT_MSG_CREATE;
 	int n;
 
+	/* The kernel would refuse them (EINVAL), and a delete could name
+	 * another of the same key's entries. */
+	if (!ct_key_is_tuple(f->key.proto)) {
+		ct->wst.unwritable++;
+		errno = EPROTONOSUPPORT;
+		return -1;
+	}
 	if (ct->wr_n == CT_WRITE_BATCH || sizeof(ct->wr_buf) - ct->wr_len < CT_MSG_MAX)
 		ct_write_flush(ct);
 	n = ct_put_msg(ct->wr_buf + ct->wr_len, sizeof(ct->wr_buf) - ct->wr_len, f,
@@ -898,11 +911,14 @@ ct_write_answer(struct ct *ct, const struct ct_write_item *it, int err,
  * flows, which the owner ignores.  But the kernel builds an event for each
  * create while anyone listens to the group, about 40 % of the cost of a
  * create, so the event socket leaves the group for the write and joins it
- * again right after.  No own flow can be confirmed meanwhile: own flows
- * are NFQUEUE decisions, whose packets the kernel reinjects, and confirms,
- * inside this thread's verdict calls.  (A RELATED entry, which inherits
- * its master's mark in softirq, would be missed in that window.)  When the
- * join fails, the events since are unknown: the owner is told to resync.
+ * again right after.  Own flows are NFQUEUE decisions, whose packets the
+ * kernel reinjects, and confirms, inside this thread's verdict calls, so
+ * none is missed that way; what the kernel confirms in softirq meanwhile
+ * is (a RELATED entry, which inherits its master's mark; a connection
+ * that failed open with the fallback mark): rare on a standby, which
+ * forwards little, and a new master resyncs after its takeover's writes
+ * (main.c).  When the join fails, the events since are unknown: the owner
+ * is told to resync.
  */
 static void
 ct_new_events(struct ct *ct, bool join)
@@ -971,13 +987,17 @@ ct_write_send(struct ct *ct, struct ct_write_item *retry)
 		log_warn("ct: writing %zu entries to the kernel", ct->wr_n);
 		goto done;
 	}
-	for (;;) {
+	/* Bounded: the answers of one batch, and an overrun or two. */
+	for (int reads = 0; reads < CT_WRITE_BATCH + 8; reads++) {
 		ssize_t r = recv(ct->wrfd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
 		int len = (int)r;
 
 		if (r < 0) {
-			if (errno == ENOBUFS)
+			/* The answers queued after the overrun are still there. */
+			if (errno == ENOBUFS) {
 				ct->wst.enobufs++;
+				continue;
+			}
 			break;
 		}
 		for (const struct nlmsghdr *h = (const void *)rbuf; nlmsg_ok(h, len);
@@ -1031,6 +1051,19 @@ ct_write_flush(struct ct *ct)
 	}
 	/* Second halves produce no further retries. */
 	ct_write_send(ct, retry);
+}
+
+int
+ct_write_now(struct ct *ct, const struct flow *f)
+{
+	uint64_t before;
+
+	ct_write_flush(ct);
+	before = ct->wst.created + ct->wst.updated;
+	if (ct_write_put(ct, f, CT_OP_CREATE_FIRST) == -1)
+		return -1;
+	ct_write_flush(ct);
+	return ct->wst.created + ct->wst.updated > before ? 0 : -1;
 }
 
 void

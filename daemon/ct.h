@@ -102,6 +102,14 @@ bool ct_events_behind(const struct ct *ct);
 void ct_drain(struct ct *ct);
 
 /*
+ * Whether a flow key is the whole conntrack tuple of its protocol, so that
+ * the kernel's entry can be named (and written) from it: false for ICMP
+ * and ICMPv6 (the echo id, type and code are not in the key) and GRE (its
+ * keys).  Such flows are tracked and replicated, never written.
+ */
+bool ct_key_is_tuple(uint8_t proto);
+
+/*
  * Writes into buf one ctnetlink message about f's entry, for the kernel:
  *   CT_MSG_CREATE  the entry as it was on the node that owned it: the
  *                  original tuple, source NAT to nat_src:nat_port (the
@@ -155,7 +163,8 @@ void ct_get_stats(const struct ct *ct, struct ct_stats *out);
  * real packet after a takeover sets the kernel's policy again.
  *
  * 0, or -1 with errno when the message could not be built (counted as
- * failed).
+ * failed) or the flow's protocol cannot be written (EPROTONOSUPPORT,
+ * counted as unwritable).
  */
 #define CT_WRITE_TIMEOUT 432000
 
@@ -164,6 +173,7 @@ struct ct_write_stats {
 	uint64_t conflicts;	/* NAT reply tuple held by another entry */
 	uint64_t not_found;	/* delete of an entry the kernel did not have */
 	uint64_t failed;	/* any other error */
+	uint64_t unwritable;	/* not tried: !ct_key_is_tuple() */
 	uint64_t enobufs;	/* error answers lost (socket buffer) */
 	uint64_t cpu_ns;	/* this thread's CPU time in the writes */
 	int last_errno;
@@ -172,6 +182,9 @@ struct ct_write_stats {
 int ct_write_upsert(struct ct *ct, const struct flow *f, bool expect_exists);
 int ct_write_delete(struct ct *ct, const struct flow_key *key);
 void ct_write_flush(struct ct *ct);
+/* f's entry created (or updated) at once, what was queued before sent
+ * first: 0 when the kernel holds it afterwards, -1 when it refused. */
+int ct_write_now(struct ct *ct, const struct flow *f);
 void ct_get_write_stats(const struct ct *ct, struct ct_write_stats *out);
 
 #endif

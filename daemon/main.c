@@ -116,7 +116,12 @@ apply_usability(struct uplinkd *d)
  * replicated provider and NAT source, and this one packet is dropped: the
  * retransmission (or the next datagram) matches the entry.  (Accepting it
  * would let it create a conntrack entry of its own, a new NAT decision.)
- * A TCP SYN opens a new connection that happens to reuse the tuple.
+ * A TCP SYN opens a new connection that happens to reuse the tuple.  An
+ * ICMP or GRE key does not name one connection (two pings from one host
+ * to one server share it), and the kernel takes no entry written from it:
+ * those get a fresh decision.  So does a packet whose entry the kernel
+ * refuses (the NAT port is another entry's): dropped, it would be dropped
+ * again at every retransmission.
  */
 static bool
 safety_net(struct uplinkd *d, const struct queue_packet *pkt)
@@ -126,6 +131,8 @@ safety_net(struct uplinkd *d, const struct queue_packet *pkt)
 
 	if (pkt->tuple.proto == IPPROTO_TCP && (pkt->tcp_flags & TH_SYN) != 0)
 		return false;
+	if (!ct_key_is_tuple(pkt->tuple.proto))
+		return false;
 	memset(&k, 0, sizeof(k));
 	k.family = pkt->tuple.family;
 	k.proto = pkt->tuple.proto;
@@ -133,12 +140,22 @@ safety_net(struct uplinkd *d, const struct queue_packet *pkt)
 	k.dport = pkt->tuple.dport;
 	memcpy(k.src, pkt->tuple.src, sizeof(k.src));
 	memcpy(k.dst, pkt->tuple.dst, sizeof(k.dst));
+	if (flows_lookup(d->flows, &k) == NULL)
+		return false;
+	/* The flow may have ended a moment ago: the kernel reaps an expired
+	 * entry at the lookup of the packet that finds it, and its DESTROY
+	 * can still wait in the event socket.  Applied first, it removes the
+	 * flow, and this packet starts a new one; a stale flow's entry,
+	 * written again, would be one the table no longer knows. */
+	ct_drain(d->ct);
 	if ((f = flows_lookup(d->flows, &k)) == NULL)
 		return false;
 	/* Written before the verdict leaves (verdicts go at the end of the
 	 * burst), so the retransmission finds it. */
-	ct_write_upsert(d->ct, f, false);
-	ct_write_flush(d->ct);
+	if (ct_write_now(d->ct, f) == -1) {
+		d->safety_net_failed++;
+		return false;
+	}
 	d->safety_net++;
 	return true;
 }
@@ -541,13 +558,20 @@ verify_done(struct uplinkd *d)
 	d->takeover.conflicts = w.conflicts - d->verify_base.conflicts;
 	d->takeover.failed = w.failed - d->verify_base.failed;
 	log_info("takeover: %zu adopted flows checked in the kernel in %.1f ms: %llu were there "
-	    "(hot standby), %llu created, %llu NAT conflicts, %llu failed",
+	    "(hot standby), %llu created, %llu NAT conflicts, %llu failed, %zu ended meanwhile, "
+	    "%llu not writable (ICMP, GRE)",
 	    d->nverify, d->takeover.check_ms, (unsigned long long)d->takeover.present,
 	    (unsigned long long)d->takeover.created, (unsigned long long)d->takeover.conflicts,
-	    (unsigned long long)d->takeover.failed);
+	    (unsigned long long)d->takeover.failed, d->verify_gone,
+	    (unsigned long long)(w.unwritable - d->verify_base.unwritable));
 	free(d->verify);
 	d->verify = NULL;
-	d->nverify = d->verify_pos = 0;
+	d->nverify = d->verify_pos = d->verify_gone = 0;
+	/* The check's writes kept the event socket out of the NEW group for
+	 * much of it, when the node is busiest: a connection that failed
+	 * open (queue full) or a RELATED one confirmed meanwhile was not
+	 * heard.  A resync's dump learns them. */
+	resync_schedule(d, UPLINKD_RESYNC_DELAY_MS);
 }
 
 /*
@@ -587,8 +611,17 @@ on_before_sleep(void *data)
 	if (d->verify != NULL) {
 		size_t end = d->verify_pos + UPLINKD_VERIFY_SLICE;
 
-		for (; d->verify_pos < d->nverify && d->verify_pos < end; d->verify_pos++)
-			ct_write_upsert(d->ct, &d->verify[d->verify_pos], true);
+		/* As the table holds the flow now: one that ended since the
+		 * takeover must not come back (its update would fail, and the
+		 * create that follows would write it again). */
+		for (; d->verify_pos < d->nverify && d->verify_pos < end; d->verify_pos++) {
+			const struct flow *f = flows_lookup(d->flows, &d->verify[d->verify_pos]);
+
+			if (f != NULL)
+				ct_write_upsert(d->ct, f, true);
+			else
+				d->verify_gone++;
+		}
 		if (d->verify_pos == d->nverify)
 			verify_done(d);
 	}
@@ -607,7 +640,7 @@ collect_adopted(const struct flow *f, void *data)
 	struct uplinkd *d = data;
 
 	if (d->verify != NULL)
-		d->verify[d->nverify++] = *f;
+		d->verify[d->nverify++] = f->key;
 }
 
 /*
@@ -633,7 +666,7 @@ role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
 	if (role == HA_MASTER && old != HA_MASTER) {
 		free(d->verify);
 		d->verify = peer ? malloc(peer * sizeof(*d->verify)) : NULL;
-		d->nverify = d->verify_pos = 0;
+		d->nverify = d->verify_pos = d->verify_gone = 0;
 		if (peer && d->verify == NULL)
 			log_warn("takeover: no memory to check the adopted flows");
 		d->verify_start_us = ev_clock_us();

@@ -137,6 +137,7 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 	emit_u64(out, "unparsed", qs.unparsed);
 	emit_u64(out, "failed_open", qs.kernel_queue_dropped + qs.kernel_user_dropped);
 	emit_u64(out, "safety_net", d->safety_net);
+	emit_u64(out, "safety_net_failed", d->safety_net_failed);
 	emit_object_end(out);
 	/* As of the last watch (UPLINKD_WATCH_MS): status is polled often,
 	 * metrics reads the guard's counter itself. */
@@ -156,6 +157,7 @@ report_status(const struct ctl_request *req, struct emit *out, char *err, size_t
 		emit_u64(out, "conflicts", w.conflicts);
 		emit_u64(out, "not_found", w.not_found);
 		emit_u64(out, "failed", w.failed + w.enobufs);
+		emit_u64(out, "unwritable", w.unwritable);
 		emit_u64(out, "backlog", backlog_len(d->backlog));
 		emit_double(out, "cpu_ms", (double)w.cpu_ns / 1e6, 1);
 		emit_object_end(out);
@@ -333,12 +335,13 @@ report_metrics_ha(const struct uplinkd *d, FILE *f)
 	    "uplinkd_kernel_writes_total{result=\"conflict\"} %llu\n"
 	    "uplinkd_kernel_writes_total{result=\"not_found\"} %llu\n"
 	    "uplinkd_kernel_writes_total{result=\"failed\"} %llu\n"
+	    "uplinkd_kernel_writes_total{result=\"unwritable\"} %llu\n"
 	    "# HELP uplinkd_kernel_writes_backlog The peer's flows waiting to be written.\n"
 	    "# TYPE uplinkd_kernel_writes_backlog gauge\nuplinkd_kernel_writes_backlog %zu\n",
 	    (unsigned long long)w.created, (unsigned long long)w.updated,
 	    (unsigned long long)w.deleted, (unsigned long long)w.conflicts,
 	    (unsigned long long)w.not_found, (unsigned long long)(w.failed + w.enobufs),
-	    backlog_len(d->backlog));
+	    (unsigned long long)w.unwritable, backlog_len(d->backlog));
 }
 
 /* Prometheus text exposition format. */
@@ -375,6 +378,10 @@ report_metrics(const struct ctl_request *req, struct emit *out, char *err, size_
 	fprintf(f, "# HELP uplinkd_safety_net_total Mid-stream packets of known flows whose conntrack entry was rewritten (the packet dropped).\n"
 	    "# TYPE uplinkd_safety_net_total counter\n"
 	    "uplinkd_safety_net_total %llu\n", (unsigned long long)d->safety_net);
+	fprintf(f, "# HELP uplinkd_safety_net_failed_total Mid-stream packets of known flows whose "
+	    "entry the kernel refused (a fresh decision carried the packet).\n"
+	    "# TYPE uplinkd_safety_net_failed_total counter\n"
+	    "uplinkd_safety_net_failed_total %llu\n", (unsigned long long)d->safety_net_failed);
 	if (rules_leak_guard_dropped(&leaked) == 0)
 		fprintf(f, "# HELP uplinkd_leak_guard_dropped_total Packets from LAN addresses the leak guard "
 		    "dropped on their way to a provider untranslated, since the rules were installed.\n"

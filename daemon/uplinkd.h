@@ -66,8 +66,8 @@ struct uplinkd {
 	struct addrs *addrs;		/* where the provider SNAT addresses are */
 	/* The takeover's check of the adopted flows against the kernel,
 	 * a slice per loop iteration. */
-	struct flow *verify;
-	size_t nverify, verify_pos;
+	struct flow_key *verify;
+	size_t nverify, verify_pos, verify_gone;
 	int64_t verify_start_us;
 	struct ct_write_stats verify_base;
 	/* The last takeover, for status and drills. */
@@ -88,6 +88,7 @@ struct uplinkd {
 	uint64_t decisions_degraded;
 	uint64_t safety_net;		/* mid-stream packets of known flows
 					 * whose entry was rewritten */
+	uint64_t safety_net_failed;	/* ... whose entry the kernel refused */
 	uint64_t flows_full;		/* upserts refused: table full */
 	uint64_t full_seen;		/* flows_full + the peer's refused, at the last check */
 	uint64_t resyncs;

@@ -288,6 +288,22 @@ lab_exec gw1 conntrack -D -s 10.0.0.149 >/dev/null 2>&1
 lab_wait_for "[ \$(jget 'd[\"flows\"][\"own\"]' status) -lt $before ]" 10
 ok $? "flows deleted from conntrack leave the flow table ($before -> $(jget 'd["flows"]["own"]' status))"
 
+# --- two pings from one host to one server at once ---
+# ICMP flow keys have no ports, so both echo sessions have one key: the
+# second must get a decision of its own, not be taken for the first one's
+# missing entry (the safety net cannot write an ICMP entry).
+net0=$(jget 'd["queue"]["safety_net"]' status)
+lab_exec client python3 "$top/tests/lab/pingid.py" "$SRV" 1111 8 1 >"$LAB_DIR/ping-a.out" 2>&1 &
+ping_a=$!
+sleep 1.5
+lab_exec client python3 "$top/tests/lab/pingid.py" "$SRV" 2222 4 1 >"$LAB_DIR/ping-b.out" 2>&1
+wait $ping_a
+received() { sed -n 's/.* received=\([0-9]*\).*/\1/p' "$1"; }
+pa=$(received "$LAB_DIR/ping-a.out") pb=$(received "$LAB_DIR/ping-b.out")
+ok "$([ "${pa:-0}" -ge 7 ] && [ "${pb:-0}" -ge 3 ] &&
+	[ "$(jget 'd["queue"]["safety_net"]' status)" = "$net0" ] && echo 0 || echo 1)" \
+	"two pings from one host to one server at once are both answered (id 1111: $pa of 8, id 2222: $pb of 4)"
+
 # --- event overrun: the daemon misses events and resyncs from a dump ---
 # While the resync's dump runs, half of the entries go away: their
 # DESTROY events and the dump race, and the table must still end exact.
@@ -296,11 +312,38 @@ ok $? "flows deleted from conntrack leave the flow table ($before -> $(jget 'd["
 marked() { lab_exec gw1 conntrack -L 2>/dev/null | grep -cE 'mark=(256|512) '; }
 lab_exec gw1 conntrack -D -s 10.0.0.0/24 >/dev/null 2>&1
 lab_wait_for "[ \$(jget 'd[\"flows\"][\"own\"]' status) -eq 0 ]" 20
+# One UDP flow (10.0.0.140:40140) whose end the daemon will not hear of.
+UE=$top/tests/lab/udpecho.py
+lab_start_bg srv udpecho python3 "$UE" server 5009 "$LAB_DIR/udpecho.log"
+lab_wait_for "lab_exec srv ss -lun | grep -q :5009" 10
+lab_exec client python3 "$UE" once 10.0.0.140 40140 "$SRV" 5009 first 5 >/dev/null
+flowf() { jget '[f for f in d["flows"] if f["src"] == "10.0.0.140" and f["sport"] == 40140]' flows; }
+lab_wait_for "[ \"\$(flowf)\" != '[]' ]" 10
+nat=$(jget '[(f["nat_src"], f["nat_port"]) for f in d["flows"] if f["src"] == "10.0.0.140" and f["sport"] == 40140][0]' flows)
+nat_ip=$(echo "$nat" | tr -d "()',"| cut -d' ' -f1) nat_port=$(echo "$nat" | tr -d "()',"| cut -d' ' -f2)
+failed0=$(jget 'd["queue"]["safety_net_failed"]' status)
 pid=$(cat "$LAB_DIR/uplinkd-gw1.pid")
 kill -STOP "$pid"
 lab_exec gw1 "$UPLINKD_BUILD/tests/bench/ctgen" -n 150000 >/dev/null
+# With the event socket overrun, the flow's entry goes unheard, and
+# another entry takes its translated address and port: the next datagram
+# is NEW to the kernel, a known flow to the daemon, and the entry the
+# safety net writes for it is refused (the NAT port is taken).
+lab_exec gw1 conntrack -D -p udp -s 10.0.0.140 --sport 40140 >/dev/null 2>&1
+lab_exec gw1 conntrack -I -p udp -s 10.0.0.141 -d "$SRV" --sport 40141 --dport 5009 \
+	-r "$SRV" -q "$nat_ip" --reply-port-src 5009 --reply-port-dst "$nat_port" -t 120 >/dev/null 2>&1
+lab_exec client python3 "$UE" once 10.0.0.140 40140 "$SRV" 5009 second 20 >"$LAB_DIR/udpecho.second" 2>&1 &
+second=$!
+sleep 1
 kill -CONT "$pid"
+wait $second
+r=$?
 lab_wait_for "grep -q 'resyncing from a dump' $LAB_DIR/uplinkd-gw1.log" 60
+src2=$(awk '$1 == "second" { print $2 }' "$LAB_DIR/udpecho.log" | tail -1)
+ok "$([ $r -eq 0 ] && [ -n "$src2" ] && [ "$src2" != "$nat_ip:$nat_port" ] &&
+	[ "$(jget 'd["queue"]["safety_net_failed"]' status)" -gt "${failed0:-0}" ] && echo 0 || echo 1)" \
+	"a known flow whose entry the kernel refuses gets a fresh decision, not a drop (echoed: $([ $r -eq 0 ] && echo yes || echo no), from $src2, was $nat_ip:$nat_port)"
+lab_stop udpecho >/dev/null
 lab_exec gw1 conntrack -D -m 512/0x300 >/dev/null 2>&1
 want=$(marked)
 lab_wait_for "[ \$(jget 'd[\"flows\"][\"own\"]' status) -eq \$(marked) ]" 30
