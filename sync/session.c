@@ -1484,6 +1484,14 @@ session_create(struct ev_loop *loop, const struct config *cfg, struct flows *flo
 	}
 	if ((s->ch = channel_create(loop, cfg, on_channel, on_data, s)) == NULL)
 		goto fail;
+	/* A reload's new session inherits its predecessor's peer flows (and
+	 * cancelled its clock): they expire unless this peer comes in time. */
+	if (flows_count_origin(flows, FLOW_PEER) > 0 &&
+	    (s->expiry = ev_timer_add(loop, (int64_t)SESSION_PEER_EXPIRY_S * 1000,
+	    on_expiry, s)) == NULL) {
+		log_warn("sync: timers");
+		goto fail;
+	}
 	return s;
 fail:
 	session_destroy(s);

@@ -753,6 +753,26 @@ main(void)
 		tap_ok(gw2_report_u64("expired") == stats(&gw2).expired, "`sync` shows expired %llu",
 		    (unsigned long long)gw2_report_u64("expired"));
 	}
+	/* A reload that recreates gw2's session (its sync section changed)
+	 * while the peer is away: the new session's clock runs too. */
+	{
+		int64_t t0;
+
+		want_peer = flows_count_origin(gw1.flows, FLOW_OWN);
+		tap_ok(node_start(&gw1) == 0 && run_until(gw2_mirrors, 15000) && gw2_has_peer(),
+		    "gw1 back: gw2 holds its %zu flows again", want_peer);
+		node_stop(&gw1);
+		run_until(never, 300);
+		node_stop(&gw2);
+		tap_ok(node_start(&gw2) == 0 && gw2_has_peer(),
+		    "gw2's session recreated (a reload) with the peer away: its flows kept");
+		t0 = ev_clock_us();
+		want_peer = 0;
+		rc = run_until(gw2_has_peer, SESSION_PEER_EXPIRY_S * 1000 + 5000);
+		tap_ok(rc && (ev_clock_us() - t0) / 1000 >= SESSION_PEER_EXPIRY_S * 1000 - 500,
+		    "... and dropped at the new session's expiry (after %lld ms)",
+		    (long long)((ev_clock_us() - t0) / 1000));
+	}
 
 	test_hostile_peer();
 
