@@ -1181,6 +1181,14 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 	if (d->session == NULL && ncfg->has_sync &&
 	    (d->session = session_create(d->loop, ncfg, d->flows, on_peer_flow, d)) == NULL)
 		log_warn("reload: the sync channel could not start; running without a peer");
+	/* No session, no expiry: nothing would ever end the peer's flows. */
+	if (!ncfg->has_sync) {
+		size_t n = flows_sweep(d->flows, FLOW_PEER, NULL, NULL);
+
+		if (n > 0)
+			log_info("reload: no sync section: forgot the peer's %zu flows (their "
+			    "copies in this node's kernel stay until they time out)", n);
+	}
 	config_free(ocfg);
 	apply_usability(d);
 	flows_remap(d);

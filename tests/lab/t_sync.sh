@@ -326,6 +326,14 @@ ok $? "the resync completed and the pair converged"
 
 # --- outcome of the long-lived traffic and the daemons' health ---
 check_long_end " while the sync channel was abused" 20
+
+# --- a reload that removes the sync section: the peer's flows go ---
+lab_uplinkd_config gw2 wrr 1 1
+lab_uplinkctl gw2 reload >/dev/null
+r=$?
+ok "$([ $r -eq 0 ] && [ "$(peer)" -eq 0 ] &&
+	grep -q "reload: no sync section: forgot the peer's [0-9]* flows" "$LAB_DIR/uplinkd-gw2.log" &&
+	echo 0 || echo 1)" "a reload without the sync section forgets the peer's flows (peer $(peer))"
 for gw in gw1 gw2; do
 	kill -TERM "$(cat "$LAB_DIR/uplinkd-$gw.pid")"
 	lab_wait_for "! kill -0 $(cat "$LAB_DIR/uplinkd-$gw.pid") 2>/dev/null" 10
