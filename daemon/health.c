@@ -82,6 +82,9 @@ struct health_prov {
 	bool bind_fallback_logged;
 	bool open_failed_logged;
 	bool send_failed_logged;
+	/* Reopen the sockets at the next round: their source binding may
+	 * be stale (a VIP that left, or one that arrived). */
+	bool rebind;
 	uint64_t ignored;		/* replies that matched nothing */
 	uint64_t ignored_logged;
 	struct health_stats st;
@@ -440,6 +443,10 @@ prov_send(struct health_prov *p, struct health_target *t)
 	n = sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&ss, sl);
 	if (n != (ssize_t)sizeof(pkt)) {
 		p->st.send_errors++;
+		/* A socket bound to a VIP that has moved to the peer fails
+		 * every send (ENETUNREACH): fresh sockets bind again, to the
+		 * interface's address if the VIP is not here. */
+		p->rebind = true;
 		if (!p->send_failed_logged) {
 			char a[NETADDR_STRLEN];
 
@@ -471,9 +478,10 @@ prov_round_start(struct health_prov *p)
 		return;
 	/* Sockets bound to an ifindex that no longer exists never work
 	 * again. */
-	if (p->bound_ifindex != 0 && p->ifindex != 0 &&
-	    p->bound_ifindex != p->ifindex)
+	if ((p->bound_ifindex != 0 && p->ifindex != 0 &&
+	    p->bound_ifindex != p->ifindex) || p->rebind)
 		prov_close(p);
+	p->rebind = false;
 	/* Targets whose socket could not be opened count as send errors.  A
 	 * missing interface is reported by the link dump instead. */
 	if (prov_open(p) == -1) {
@@ -906,6 +914,13 @@ health_destroy(struct health *h)
 		mnl_socket_close(h->nl);
 	}
 	free(h);
+}
+
+void
+health_rebind(struct health *h)
+{
+	for (size_t i = 0; i < h->nprov; i++)
+		h->prov[i].rebind = true;
 }
 
 bool

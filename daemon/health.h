@@ -64,6 +64,10 @@ struct health *health_create(struct ev_loop *loop, const struct config *cfg,
     health_cb cb, void *data);
 void health_destroy(struct health *h);
 
+/* The providers' SNAT addresses moved (a role change): each provider's
+ * next round opens new probe sockets, bound to its SNAT address when this
+ * node holds it and to the interface's address when not. */
+void health_rebind(struct health *h);
 bool health_up(const struct health *h, size_t provider);
 /* Sets the state a provider starts from without a callback: a reload
  * carries each provider's state over instead of assuming it is up. */

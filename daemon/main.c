@@ -659,6 +659,9 @@ role_effects(struct uplinkd *d, enum ha_role old, enum ha_role role)
 	size_t n, peer = flows_count_origin(d->flows, FLOW_PEER);
 
 	session_set_master(d->session, role == HA_MASTER);
+	/* keepalived moved the SNAT addresses with the role. */
+	if (role != old)
+		health_rebind(d->health);
 	if (role != old && resync_abort(d)) {
 		log_info("ha: the flow resync starts over under the new role");
 		resync_schedule(d, UPLINKD_RESYNC_DELAY_MS);

@@ -75,10 +75,15 @@ setup() {
 	ip -n $NS_GW rule add fwmark 0x300/0xff00 table 102
 	ip -n $NS_GW route add default via 198.51.100.1 dev wan0 table 100
 	ip -n $NS_GW route add default via 203.0.113.1 dev wan1 table 101
+	# isp-v: wan1 again, from a VIP this node holds at start (as a master
+	# does) and loses later (as keepalived moves it to the peer).
+	ip -n $NS_GW addr add 203.0.113.10/24 dev wan1
+	ip -n $NS_GW rule add fwmark 0x500/0xff00 table 101
 	# Counters (no target: count and continue) for echo requests per source.
 	for ns in $NS_A $NS_B; do
 		ip netns exec $ns iptables -A INPUT -p icmp --icmp-type echo-request -s 198.51.100.2 -d 192.0.2.1
 		ip netns exec $ns iptables -A INPUT -p icmp --icmp-type echo-request -s 203.0.113.2 -d 192.0.2.1
+		ip netns exec $ns iptables -A INPUT -p icmp --icmp-type echo-request -s 203.0.113.10 -d 192.0.2.1
 	done
 	set +e
 	has6=0
@@ -126,7 +131,8 @@ ip netns exec $NS_GW "$probe" -v -d 90000 -i $INTERVAL -t $TIMEOUT -f $FALL -r $
 	-p isp-a,wan0,198.51.100.1,198.51.100.10,0x100,192.0.2.1 \
 	-p isp-b,wan1,203.0.113.1,203.0.113.2,0x200,192.0.2.1 \
 	-p isp-c,wan2,100.64.0.1,100.64.0.2,0x300,100.64.0.1 \
-	-p isp-6,wan1,2001:db8:b::1,2001:db8:b::2,0x400,2001:db8:b::1 >"$out" 2>"$err" &
+	-p isp-6,wan1,2001:db8:b::1,2001:db8:b::2,0x400,2001:db8:b::1 \
+	-p isp-v,wan1,203.0.113.1,203.0.113.10,0x500,192.0.2.1 >"$out" 2>"$err" &
 probe_pid=$!
 
 wait_for '^[0-9]+ START' 5000
@@ -150,6 +156,14 @@ if [ $has6 = 1 ]; then
 else
 	ok 0 "isp-6 (IPv6 target) stays up while it answers # SKIP no IPv6"
 fi
+
+# The VIP isp-v's sockets are bound to moves away: the next round's
+# sockets bind to wan1's own address, and isp-v stays up.
+v1=$(count $NS_B 203.0.113.10)
+[ "${v1:-0}" -gt 0 ]; ok $? "isp-v probes arrive in hlt-pb from the VIP it holds ($v1)"
+ip -n $NS_GW addr del 203.0.113.10/24 dev wan1
+sleep $(( (FALL + 3) * INTERVAL / 1000 + 1 ))
+! grep -qE 'EVENT isp-v DOWN' "$out"; ok $? "isp-v stays up after its VIP left (the probes bind anew)"
 
 # Provider A stops answering.
 t0=$(now_ms)
@@ -232,6 +246,7 @@ ok $rc "health_probe exits cleanly on SIGTERM"
 grep -E '^(STATS|COMBINED)' "$out" | sed 's/^/# /'
 grep -qE '^STATS isp-a up=1 link=1 .* replies=[1-9]' "$out"; ok $? "isp-a stats: up, replies counted"
 grep -qE '^STATS isp-b up=1 link=1 .* rtt_avg=[0-9]' "$out"; ok $? "isp-b stats: up, RTT measured"
+grep -qE '^STATS isp-v up=1 link=1 .* replies=[1-9]' "$out"; ok $? "isp-v stats: up, replies counted (from the VIP, then from wan1's address)"
 if [ $has6 = 1 ]; then
 	grep -qE '^STATS isp-6 .* replies=[1-9]' "$out"; ok $? "isp-6 stats: IPv6 replies counted"
 else
