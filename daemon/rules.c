@@ -283,8 +283,9 @@ rules_route_line(FILE *f, const struct cfg_provider *p)
 {
 	char gw[NETADDR_STRLEN];
 
-	fprintf(f, "%sroute replace default via %s dev %s table %u\n",
-	    p->gateway.family == AF_INET6 ? "-6 " : "",
+	/* ip takes the family from the gateway: a "-6" has no place in a
+	 * batch line (it fails the line, and the table stays empty). */
+	fprintf(f, "route replace default via %s dev %s table %u\n",
 	    netaddr_str(&p->gateway, gw, sizeof(gw)), p->interface, p->table);
 }
 
@@ -457,6 +458,23 @@ rules_drop_chain(const char *table, const char *chain)
 		rules_run(del, NULL, err, sizeof(err));
 }
 
+/* Empties a provider's table: `route flush` is IPv4 only, and an IPv6
+ * provider's default route goes by its prefix.  Errors are ignored: the
+ * routes may be gone already. */
+static void
+rules_flush_table(const struct cfg_provider *p)
+{
+	const char *argv[] = { "ip", "-batch", "-", NULL };
+	char cmd[64], e[256];
+
+	snprintf(cmd, sizeof(cmd), "route flush table %u\n", p->table);
+	rules_run(argv, cmd, e, sizeof(e));
+	if (p->gateway.family == AF_INET6) {
+		snprintf(cmd, sizeof(cmd), "route del ::/0 table %u\n", p->table);
+		rules_run(argv, cmd, e, sizeof(e));
+	}
+}
+
 int
 rules_remove(const struct config *cfg, char *err, size_t errlen)
 {
@@ -486,8 +504,7 @@ rules_remove(const struct config *cfg, char *err, size_t errlen)
 		/* Both may legitimately be absent: ignore their errors. */
 		snprintf(cmd, sizeof(cmd), "rule del pref %zu\n", RULES_PREF_BASE + i);
 		rules_run(argv, cmd, e, sizeof(e));
-		snprintf(cmd, sizeof(cmd), "route flush table %u\n", cfg->providers[i].table);
-		rules_run(argv, cmd, e, sizeof(e));
+		rules_flush_table(&cfg->providers[i]);
 	}
 	return rc;
 }
@@ -509,8 +526,7 @@ rules_remove_stale(const struct config *old, const struct config *cur)
 			used |= cur->providers[j].table == old->providers[i].table;
 		if (used)
 			continue;
-		snprintf(cmd, sizeof(cmd), "route flush table %u\n", old->providers[i].table);
-		rules_run(argv, cmd, e, sizeof(e));
+		rules_flush_table(&old->providers[i]);
 	}
 }
 
@@ -964,7 +980,7 @@ rules_check_routing(const struct config *cfg, const bool *link_up, char *what, s
 			continue;
 		nlh = rules_rt_dump_request(req, RTM_GETROUTE, seq++);
 		rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
-		rtm->rtm_family = AF_INET;
+		rtm->rtm_family = p->gateway.family;
 		mnl_attr_put_u32(nlh, RTA_TABLE, p->table);
 		seen.default_route = false;
 		if (rules_nl_dump(nl, nlh, rules_route_cb, &seen) == -1)

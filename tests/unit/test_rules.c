@@ -86,6 +86,16 @@ main(void)
 	usable[2] = true;
 	n = rules_fallback_buckets(cfg, usable, bucket);
 	tap_ok(n == 3 && bucket[2] == 1, "... not even when it is the only one usable");
+	{
+		char *routes6 = rules_render_routes(cfg);
+
+		/* ip -batch refuses a line that starts with "-6": the family
+		 * comes from the gateway. */
+		tap_ok(routes6 && strstr(routes6, "route replace default via 2001:db8::1 dev wan2 "
+		    "table 102\n") != NULL && strstr(routes6, "-6") == NULL,
+		    "an IPv6 provider's default route is a plain batch line");
+		free(routes6);
+	}
 	cfg->nproviders = 2;
 
 	ipt = rules_render_iptables(cfg, NULL);
