@@ -586,6 +586,8 @@ backlog_drain(struct uplinkd *d)
 	struct flow_key key;
 	enum backlog_op op;
 
+	if (backlog_upserts(d->backlog) == 0)
+		d->backlog_empty_ms = ev_now_ms(d->loop);
 	/* While a bulk arrives, the channel first: the kernel writes take
 	 * several times longer than the protocol and would hold it back. */
 	if (session_receiving_bulk(d->session))
@@ -598,6 +600,8 @@ backlog_drain(struct uplinkd *d)
 		else if ((f = flows_lookup(d->flows, &key)) != NULL && f->origin == FLOW_PEER)
 			ct_write_upsert(d->ct, f, false);
 	}
+	if (backlog_upserts(d->backlog) == 0)
+		d->backlog_empty_ms = ev_now_ms(d->loop);
 }
 
 static void
@@ -758,12 +762,12 @@ ctl_ha(const struct ctl_request *req, struct emit *out, char *err, size_t errlen
 }
 
 static unsigned
-usable_count(const struct uplinkd *d)
+providers_up(const struct uplinkd *d)
 {
 	unsigned n = 0;
 
 	for (size_t i = 0; i < d->cfg->nproviders; i++)
-		n += provider_usable(d, i);
+		n += health_up(d->health, i);
 	return n;
 }
 
@@ -773,6 +777,7 @@ ha_evaluate(struct uplinkd *d)
 	struct ha_inputs in = {
 		.peer_configured = d->session != NULL,
 		.kernel_backlog = backlog_upserts(d->backlog),
+		.kernel_backlog_empty_ms = d->backlog_empty_ms,
 	};
 
 	if (d->session != NULL) {
@@ -786,7 +791,7 @@ ha_evaluate(struct uplinkd *d)
 		in.peer_known = st.peer_providers_known;
 		in.usable_peer = st.peer_usable;
 	}
-	in.usable_own = usable_count(d);
+	in.usable_own = providers_up(d);
 	ha_update(d->ha, &in, ev_now_ms(d->loop));
 }
 
@@ -1181,9 +1186,12 @@ reload(struct uplinkd *d, char *err, size_t errlen)
 		session_destroy(d->session);
 		d->session = NULL;
 	}
-	if (d->session == NULL && ncfg->has_sync &&
-	    (d->session = session_create(d->loop, ncfg, d->flows, on_peer_flow, d)) == NULL)
-		log_warn("reload: the sync channel could not start; running without a peer");
+	if (d->session == NULL && ncfg->has_sync) {
+		if ((d->session = session_create(d->loop, ncfg, d->flows, on_peer_flow, d)) == NULL)
+			log_warn("reload: the sync channel could not start; running without a peer");
+		else	/* A new session knows nothing of the role. */
+			session_set_master(d->session, ha_role(d->ha) == HA_MASTER);
+	}
 	/* No session, no expiry: nothing would ever end the peer's flows. */
 	if (!ncfg->has_sync) {
 		size_t n = flows_sweep(d->flows, FLOW_PEER, NULL, NULL);
@@ -1292,6 +1300,7 @@ run(struct uplinkd *d)
 	long n;
 
 	d->start_ms = ev_now_ms(d->loop);
+	d->backlog_empty_ms = d->start_ms;
 	d->start_wall_s = time(NULL);
 	if (setup_signals(d) == -1)
 		fatal("signals");
@@ -1365,10 +1374,11 @@ run(struct uplinkd *d)
 
 	/* Unbind first: from here on the kernel bypasses the queue. */
 	queue_destroy(d->queue);
+	/* keepalived sees the fault value first and moves the addresses:
+	 * until they are gone the rules still mark and translate. */
+	ha_destroy(d->ha);
 	if (rules_remove(d->cfg, err, sizeof(err)) == -1)
 		log_warnx("removing rules: %s", err);
-	/* keepalived sees the fault value first and moves the addresses. */
-	ha_destroy(d->ha);
 	addrs_destroy(d->addrs);
 	free(d->verify);
 	ev_timer_del(d->loop, d->ha_timer);

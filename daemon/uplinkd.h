@@ -52,8 +52,10 @@ struct uplinkd {
 	uint64_t resync_start_iteration;
 	uint64_t loop_iterations;
 
-	/* The peer's changes on their way into the kernel (hot standby). */
+	/* The peer's changes on their way into the kernel (hot standby), and
+	 * when the last write slice left no upsert waiting. */
 	struct backlog *backlog;
+	int64_t backlog_empty_ms;
 	struct ha *ha;
 	struct ev_timer *ha_timer;
 	/* Every UPLINKD_WATCH_MS: the installed rules, the leak guard. */

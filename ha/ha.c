@@ -35,7 +35,6 @@ struct ha {
 	bool peer_seen;			/* connected at least once */
 	bool peer_was_connected;	/* at the last update */
 	int64_t peer_closed_ms;		/* when the peer closed the link, or 0 */
-	int64_t backlog_since_ms;	/* the kernel backlog is not empty since, or -1 */
 	int64_t step_down_until_ms;	/* a drill's step-down, or 0 */
 	int64_t warned_ms;
 	int guard_fd;			/* the write end of the guard's pipe */
@@ -257,7 +256,6 @@ ha_create(const struct config *cfg, int64_t now_ms)
 	ha_guard_start(ha);
 	ha->role = HA_INIT;
 	ha->role_since_ms = ha->start_ms = now_ms;
-	ha->backlog_since_ms = -1;
 	if (cfg->has_sync)
 		snprintf(ha->why, sizeof(ha->why), "starting: waiting for the peer's flows");
 	ha_write(ha, cfg->has_sync ? -HA_PENALTY : 0, now_ms);
@@ -312,10 +310,6 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 	if (ha->peer_was_connected && !in->peer_connected)
 		ha->peer_closed_ms = in->peer_closed ? now_ms : 0;
 	ha->peer_was_connected = in->peer_connected;
-	if (in->kernel_backlog == 0)
-		ha->backlog_since_ms = -1;
-	else if (ha->backlog_since_ms < 0)
-		ha->backlog_since_ms = now_ms;
 	if (ha->step_down_until_ms > now_ms) {
 		snprintf(why, sizeof(why), "stepping down for a failover drill");
 		value = -HA_FAULT;
@@ -329,7 +323,7 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 		else if (in->peer_connected && !in->in_sync && ha->role != HA_MASTER)
 			snprintf(why, sizeof(why), "receiving the peer's flows (bulk not complete)");
 		else if (ha->role != HA_MASTER && (in->kernel_backlog > HA_BACKLOG_SMALL ||
-		    (in->kernel_backlog > 0 && now_ms - ha->backlog_since_ms >= HA_BACKLOG_MS)))
+		    (in->kernel_backlog > 0 && now_ms - in->kernel_backlog_empty_ms >= HA_BACKLOG_MS)))
 			snprintf(why, sizeof(why), "writing the peer's flows into the kernel");
 		else if (!in->peer_connected && !ha->peer_seen &&
 		    now_ms - ha->start_ms < HA_GRACE_MS)
@@ -338,8 +332,12 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 		    !(ha->peer_closed_ms != 0 && now_ms - ha->peer_closed_ms < HA_PEER_GONE_MS))
 			snprintf(why, sizeof(why), "the sync link is down: the peer's changes "
 			    "since are missing here");
-		else if (in->peer_connected && in->peer_known && in->usable_own < in->usable_peer)
-			snprintf(why, sizeof(why), "%u usable providers here, %u on the peer",
+		/* Only in sync: a peer that is still receiving our flows
+		 * (just restarted, its providers not yet probed) must not
+		 * outrank us with this penalty against its own. */
+		else if (in->peer_connected && in->peer_known && in->in_sync &&
+		    in->usable_own < in->usable_peer)
+			snprintf(why, sizeof(why), "%u providers up here, %u on the peer",
 			    in->usable_own, in->usable_peer);
 	}
 	if (value == 0 && why[0])

@@ -11,10 +11,11 @@
  *   -HA_PENALTY    not ready: it lacks state the peer has (a bulk from the
  *                  peer is running and this node is not master, or its
  *                  kernel does not hold all of the peer's flows yet: more
- *                  than HA_BACKLOG_SMALL of them wait, or any for
- *                  HA_BACKLOG_MS (a steady stream keeps a few in flight
- *                  for a loop iteration, which is no gap; a verdict that
- *                  flipped with each of them flapped the file), or the
+ *                  than HA_BACKLOG_SMALL of them wait, or it has not been
+ *                  empty for HA_BACKLOG_MS (a steady stream keeps a few
+ *                  in flight for a loop iteration, which is no gap; a
+ *                  verdict that flipped with each of them flapped the
+ *                  file), or the
  *                  daemon has just started and the peer has not answered
  *                  yet: HA_GRACE_MS, and only until the first
  *                  connection), or it is not master and the sync link
@@ -23,7 +24,7 @@
  *                  closed the connection, as it does when its daemon
  *                  exits or is killed: it sent everything up to then,
  *                  and this node is about to take over), or it has fewer
- *                  usable providers than the peer
+ *                  providers up than the peer while the two are in sync
  *   -HA_FAULT      the daemon stopped (written at a clean exit, and by a
  *                  guard process when it dies any other way), or an
  *                  operator's drill asked it to step down for a while;
@@ -98,9 +99,13 @@ int64_t ha_role_since_ms(const struct ha *ha);
  * in_sync: from the session; peer_closed: not connected because the
  * peer's end closed the connection.  kernel_backlog: the peer's flows
  * this node has and its kernel not yet, or not in their latest state (hot
- * standby; deletes waiting leave stale entries, not missing ones).  usable_own, usable_peer: providers up and
- * not draining here and as the peer reported them (peer_known false when
- * it has not).  Rewrites the file when the verdict changes.
+ * standby; deletes waiting leave stale entries, not missing ones), and
+ * kernel_backlog_empty_ms when it last was 0 (after a write slice: a
+ * steady stream keeps some in flight whenever it is sampled, and is no
+ * gap while each slice empties it).  usable_own, usable_peer: providers
+ * up here and as the peer reported them (peer_known false when it has
+ * not); a drain is the operator's choice for the pair, not a reason to
+ * move it.  Rewrites the file when the verdict changes.
  */
 struct ha_inputs {
 	bool peer_configured;
@@ -111,6 +116,7 @@ struct ha_inputs {
 	bool peer_known;
 	unsigned usable_own, usable_peer;
 	size_t kernel_backlog;		/* peer flows not in the kernel yet */
+	int64_t kernel_backlog_empty_ms;
 };
 void ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms);
 bool ha_ready(const struct ha *ha);

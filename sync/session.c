@@ -854,8 +854,7 @@ rx_providers(struct session *s, const Uplinkd__Providers *p)
 	s->st.peer_providers_known = true;
 	s->st.peer_usable = 0;
 	for (size_t i = 0; i < p->n_providers; i++)
-		if (p->providers[i]->state == UPLINKD__PROVIDER_HEALTH__PROVIDER_UP &&
-		    !p->providers[i]->draining)
+		if (p->providers[i]->state == UPLINKD__PROVIDER_HEALTH__PROVIDER_UP)
 			s->st.peer_usable++;
 	s->npeer_prov = p->n_providers;
 	for (size_t i = 0; i < p->n_providers; i++) {

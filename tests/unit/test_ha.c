@@ -154,33 +154,41 @@ main(void)
 	in.usable_own = 1;
 	in.usable_peer = 2;
 	ha_update(ha, &in, 10200);
-	tap_ok(track_value() == -HA_PENALTY, "fewer usable providers than the peer: not ready");
+	tap_ok(track_value() == -HA_PENALTY, "fewer providers up than the peer: not ready");
+	in.in_sync = false;
+	ha_update(ha, &in, 10210);
+	tap_ok(!reason_has(ha, "providers up here"),
+	    "... but not while the two are out of sync");
+	in.in_sync = true;
 	in.usable_own = 2;
 	ha_update(ha, &in, 10300);
 	tap_ok(track_value() == 0, "as many: ready");
 	in.kernel_backlog = HA_BACKLOG_SMALL + 1;
+	in.kernel_backlog_empty_ms = 10300;
 	ha_update(ha, &in, 10310);
 	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
 	    "in sync, but the kernel does not hold all of the peer's flows yet: not ready");
 	in.kernel_backlog = 0;
+	in.kernel_backlog_empty_ms = 10320;
 	ha_update(ha, &in, 10320);
 	tap_ok(track_value() == 0, "... ready once they are written");
 	in.kernel_backlog = 50;
 	ha_update(ha, &in, 10330);
 	tap_ok(track_value() == 0 && ha_ready(ha),
 	    "a few of a stream's flows in flight for a moment: still ready");
-	ha_update(ha, &in, 10330 + HA_BACKLOG_MS - 1);
-	tap_ok(ha_ready(ha), "... while the backlog empties within %d ms", HA_BACKLOG_MS);
-	in.kernel_backlog = 0;
-	ha_update(ha, &in, 10330 + HA_BACKLOG_MS);
-	in.kernel_backlog = 50;
-	ha_update(ha, &in, 10330 + HA_BACKLOG_MS + 10);
-	tap_ok(ha_ready(ha), "... and each time it empties, the clock starts again");
-	ha_update(ha, &in, 10330 + 2 * HA_BACKLOG_MS + 10);
+	/* A steady stream: every sample sees some waiting, every write
+	 * slice empties the backlog. */
+	for (int64_t t = 10330; t <= 10330 + 3 * HA_BACKLOG_MS; t += 200) {
+		in.kernel_backlog_empty_ms = t - 1;
+		ha_update(ha, &in, t);
+	}
+	tap_ok(ha_ready(ha), "a stream that each slice writes out: ready however long it lasts");
+	ha_update(ha, &in, 10330 + 4 * HA_BACKLOG_MS);
 	tap_ok(track_value() == -HA_PENALTY && !ha_ready(ha),
-	    "a backlog that stays for %d ms: not ready", HA_BACKLOG_MS);
+	    "a backlog not empty for %d ms: not ready", HA_BACKLOG_MS);
 	in.kernel_backlog = 0;
-	ha_update(ha, &in, 10330 + 2 * HA_BACKLOG_MS + 20);
+	in.kernel_backlog_empty_ms = 10330 + 4 * HA_BACKLOG_MS + 10;
+	ha_update(ha, &in, 10330 + 4 * HA_BACKLOG_MS + 10);
 	tap_ok(ha_ready(ha), "... ready once it is written");
 	in.peer_connected = in.in_sync = in.peer_known = false;
 	in.peer_closed = true;
