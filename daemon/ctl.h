@@ -58,6 +58,9 @@ enum ctl_type {
 	CTL_TYPE_MAX,		/* one past the last */
 };
 
+/* The longest step-down a CTL_DRILL request may ask for, in seconds. */
+#define CTL_STEP_DOWN_MAX_S 3600
+
 enum ctl_status {
 	CTL_OK = 0,
 	CTL_FAILED = 1,

@@ -513,6 +513,22 @@ check_finished(struct drill *dr, void *arg)
 	return json_bool(json_root(w->leg->takeover), "takeover.checked", &checked) && checked;
 }
 
+/* Flows the tables carried can still have lost their translation: the
+ * new master's kernel refused their entries. */
+static void
+check_verdict(struct drill *dr, struct dnode *to, struct leg *leg)
+{
+	const struct json_value *root = json_root(leg->takeover);
+	uint64_t conflicts = 0, failed = 0;
+
+	if (!json_u64(root, "takeover.conflicts", &conflicts) ||
+	    !json_u64(root, "takeover.failed", &failed) || conflicts + failed == 0)
+		return;
+	fail(dr, "%s's takeover check found %llu NAT conflicts and %llu failed writes: "
+	    "their connections lost their source address or port", to->name,
+	    (unsigned long long)conflicts, (unsigned long long)failed);
+}
+
 /*
  * One failover from `from` to `to`: the failure (or the failback's
  * restore) is `act`, done after the snapshot.  A failback that does not
@@ -571,6 +587,8 @@ leg_run(struct drill *dr, struct leg *leg, struct dnode *from, struct dnode *to,
 	if (to->socket != NULL && wait_for(dr, check_finished, &cw, dr->o->timeout_s,
 	    DRILL_POLL_MS) != 1)
 		event(dr, to, "takeover check not finished within %u s", dr->o->timeout_s);
+	else if (to->socket != NULL)
+		check_verdict(dr, to, leg);
 	r = wait_for(dr, flows_arrived, &fw, dr->o->settle_s, DRILL_FLOW_POLL_MS);
 	flowset_free(&copy);
 	if (r == -1) {
@@ -594,6 +612,11 @@ step(struct drill *dr, struct dnode *n, bool down)
 	 * the node out of the pair: every wait it can still make. */
 	unsigned hold = 4 * dr->o->timeout_s + dr->o->settle_s + dr->o->hold_s + 30;
 	struct json *j;
+
+	/* Long waits (--timeout above ~890 s) would ask for more than the
+	 * daemon grants, and every graceful drill would be refused. */
+	if (hold > CTL_STEP_DOWN_MAX_S)
+		hold = CTL_STEP_DOWN_MAX_S;
 
 	snprintf(secs, sizeof(secs), "%u", hold);
 	if ((j = node_call(dr, n, CTL_DRILL, down ? 2 : 1, argv)) == NULL)

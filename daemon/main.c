@@ -991,8 +991,6 @@ on_ha_timer(void *data)
  * uplinkctl): "step-down SECONDS" makes keepalived release this node's
  * addresses for at most that long, "step-up" ends it early.
  */
-#define UPLINKD_STEP_DOWN_MAX_S 3600
-
 static enum ctl_status
 ctl_drill(const struct ctl_request *req, struct emit *out, char *err, size_t errlen,
     void *data)
@@ -1006,11 +1004,11 @@ ctl_drill(const struct ctl_request *req, struct emit *out, char *err, size_t err
 		errno = 0;
 		secs = strtoul(req->argv[1], &end, 10);
 		if (errno || *end || req->argv[1][0] == '\0' || req->argv[1][0] == '-' ||
-		    secs == 0 || secs > UPLINKD_STEP_DOWN_MAX_S) {
+		    secs == 0 || secs > CTL_STEP_DOWN_MAX_S) {
 			char q[LOG_QUOTE_MAX];
 
 			snprintf(err, errlen, "step-down: %s is not a number of seconds "
-			    "(1..%d)", log_quote(req->argv[1], q, sizeof(q)), UPLINKD_STEP_DOWN_MAX_S);
+			    "(1..%d)", log_quote(req->argv[1], q, sizeof(q)), CTL_STEP_DOWN_MAX_S);
 			return CTL_USAGE;
 		}
 		if (!d->cfg->has_sync) {

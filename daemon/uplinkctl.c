@@ -748,7 +748,9 @@ static const struct command commands[] = {
 		"    (inject: present, created, conflicts, failed, time), the\n"
 		"    traffic generator's view (--traffic-cmd) and the events with\n"
 		"    their times.  Progress goes to stderr as it happens.\n"
-		"    Exit status 0: every flow was carried and nothing broke.\n",
+		"    Exit status 0: every flow was carried, the new master's kernel\n"
+		"    took every entry (no conflicts, no failed writes) and nothing\n"
+		"    broke.\n",
 		"    -m, --mode MODE\n"
 		"        graceful, kill, link, node or sync-cut (required).\n"
 		"    --peer-socket PATH\n"
@@ -762,7 +764,9 @@ static const struct command commands[] = {
 		"        member above 0 fails the drill.\n"
 		"    --timeout SECONDS\n"
 		"        Bound of each wait (takeover, resync).  Default 30; the\n"
-		"        failback waits twice as long, for a node that restarts.\n"
+		"        failback waits twice as long, for a node that restarts.  A\n"
+		"        graceful drill's step-down lasts at most 3600 s however\n"
+		"        long the waits.\n"
 		"    --settle SECONDS\n"
 		"        How long after a takeover the flows may take to show on the\n"
 		"        new master before the missing ones count as lost.  Default 5.\n"

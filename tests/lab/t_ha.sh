@@ -229,6 +229,12 @@ for mode in $MODES; do
 		grep -q "uplinkd (pid [0-9]*) died: -254 written" "$LAB_DIR/uplinkd-gw1.log"
 		ok $? "crash: gw1's guard wrote the fault value for keepalived"
 		;;
+	graceful)
+		# Long waits: the step-down they would need is more than the
+		# daemon grants (3600 s); the drill must ask for no more.
+		drill graceful --timeout 900
+		check_drill graceful $?
+		;;
 	*)
 		drill "$mode"
 		check_drill "$mode" $?
