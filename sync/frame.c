@@ -326,7 +326,18 @@ struct frame_arena_block {
 struct frame_arena {
 	struct frame_arena_block *head;
 	size_t first;		/* bytes of the first block */
+	size_t total, limit;	/* bytes taken, and the most it may take */
 };
+
+/*
+ * What a payload may unpack to: about 3x its size for our messages, and
+ * some 5x for a Batch of 32768 empty flows (FRAME_MAX_ITEMS), but
+ * unknown fields nested in a Batch's flows escape that count, and each
+ * costs protobuf-c far more than its 2 or 3 bytes (a 1 MiB frame of them
+ * took 88 MB).  Beyond the bound the frame is undecodable.
+ */
+#define FRAME_ARENA_FACTOR 16
+#define FRAME_ARENA_SLACK (1u << 20)
 
 static void *
 frame_arena_alloc(void *data, size_t size)
@@ -344,8 +355,11 @@ frame_arena_alloc(void *data, size_t size)
 
 		if (cap < size)
 			cap = size;
-		if ((b = malloc(sizeof(*b) + cap)) == NULL)
+		if (cap > a->limit - a->total)
+			cap = a->limit - a->total;
+		if (cap < size || (b = malloc(sizeof(*b) + cap)) == NULL)
 			return NULL;
+		a->total += cap;
 		b->next = a->head;
 		b->used = 0;
 		b->cap = cap;
@@ -383,7 +397,8 @@ frame_decode(struct frame_decoder *d, const uint8_t *frame, size_t plen,
 	enum frame_type type = (enum frame_type)frame[5];
 	const uint8_t *payload = frame + FRAME_HDR_LEN;
 	ProtobufCMessage *msg = NULL;
-	struct frame_arena a = { NULL, 3 * plen + 256 };
+	struct frame_arena a = { NULL, 3 * plen + 256, 0,
+		FRAME_ARENA_FACTOR * plen + FRAME_ARENA_SLACK };
 	ProtobufCAllocator alloc = { frame_arena_alloc, frame_arena_nofree, &a };
 
 	out->type = type;

@@ -137,7 +137,9 @@ int frame_encode_alloc(enum frame_type type, const ProtobufCMessage *msg,
  * Batch: upserts + deletes); more is undecodable.  Without that bound a
  * 1 MiB frame of empty sub-messages would make protobuf-c allocate some
  * 70 times its size.  Senders split batches by this count as well as by
- * FRAME_MAX_PAYLOAD.
+ * FRAME_MAX_PAYLOAD.  What a payload unpacks to is bounded too (16 times
+ * its size plus 1 MiB), for the fields nested in a Batch's flows that
+ * this count does not see.
  */
 #define FRAME_MAX_ITEMS 32768
 enum frame_result {

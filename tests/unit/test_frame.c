@@ -833,6 +833,44 @@ test_malformed(const struct samples *s)
 		free(f);
 	}
 
+	/* Unknown fields inside a Batch's flow escape that count; each costs
+	 * protobuf-c some 250 bytes: a few are tolerated (a newer peer), a
+	 * frame full of them is undecodable (the arena's bound). */
+	for (int full = 0; full <= 1; full++) {
+		const Uplinkd__Flow *flow = &s->fpb[0].pb;
+		size_t packed = uplinkd__flow__get_packed_size(flow);
+		size_t nunk = full ? (FRAME_MAX_PAYLOAD - packed - 16) / 3 : 100;
+		size_t inner = packed + 3 * nunk, off = FRAME_HDR_LEN, v;
+		uint8_t *f = malloc(FRAME_HDR_LEN + FRAME_MAX_PAYLOAD);
+
+		memcpy(f, good, FRAME_HDR_LEN);
+		f[5] = FRAME_BATCH;
+		f[off++] = 1 << 3;	/* seq = 1 */
+		f[off++] = 1;
+		f[off++] = (2 << 3) | 2;	/* one upsert */
+		for (v = inner; v >= 0x80; v >>= 7)
+			f[off++] = (uint8_t)(v | 0x80);
+		f[off++] = (uint8_t)v;
+		off += uplinkd__flow__pack(flow, f + off);
+		for (size_t i = 0; i < nunk; i++) {
+			f[off++] = 0x80;	/* field 32, varint 0 */
+			f[off++] = 0x02;
+			f[off++] = 0;
+		}
+		put32(f + 8, (uint32_t)(off - FRAME_HDR_LEN));
+		memset(&st, 0, sizeof(st));
+		if (full)
+			tap_ok(feed_all(f, off, &st, false, &e) == FRAME_SKIPPED &&
+			    st.undecodable == 1,
+			    "a flow with %zu unknown fields (a %zu-byte frame): undecodable", nunk,
+			    off - FRAME_HDR_LEN);
+		else
+			tap_ok(feed_all(f, off, &st, false, &e) == FRAME_NEED_MORE && st.frames == 1 &&
+			    st.undecodable == 0,
+			    "a flow with %zu unknown fields: decoded", nunk);
+		free(f);
+	}
+
 	/* A fatal decoder stays dead; feeding an undrained one is refused. */
 	memset(&st, 0, sizeof(st));
 	d = frame_decoder_create(&st);
