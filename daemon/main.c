@@ -789,9 +789,9 @@ ha_evaluate(struct uplinkd *d)
 		in.in_sync = st.in_sync;
 		in.peer_missing = st.rx_missing > 0;
 		in.peer_known = st.peer_providers_known;
-		in.usable_peer = st.peer_usable;
+		in.up_peer = st.peer_up;
 	}
-	in.usable_own = providers_up(d);
+	in.up_own = providers_up(d);
 	ha_update(d->ha, &in, ev_now_ms(d->loop));
 }
 

@@ -336,9 +336,9 @@ ha_update(struct ha *ha, const struct ha_inputs *in, int64_t now_ms)
 		 * (just restarted, its providers not yet probed) must not
 		 * outrank us with this penalty against its own. */
 		else if (in->peer_connected && in->peer_known && in->in_sync &&
-		    in->usable_own < in->usable_peer)
+		    in->up_own < in->up_peer)
 			snprintf(why, sizeof(why), "%u providers up here, %u on the peer",
-			    in->usable_own, in->usable_peer);
+			    in->up_own, in->up_peer);
 	}
 	if (value == 0 && why[0])
 		value = -HA_PENALTY;

@@ -102,7 +102,7 @@ int64_t ha_role_since_ms(const struct ha *ha);
  * standby; deletes waiting leave stale entries, not missing ones), and
  * kernel_backlog_empty_ms when it last was 0 (after a write slice: a
  * steady stream keeps some in flight whenever it is sampled, and is no
- * gap while each slice empties it).  usable_own, usable_peer: providers
+ * gap while each slice empties it).  up_own, up_peer: providers
  * up here and as the peer reported them (peer_known false when it has
  * not); a drain is the operator's choice for the pair, not a reason to
  * move it.  Rewrites the file when the verdict changes.
@@ -114,7 +114,7 @@ struct ha_inputs {
 	bool in_sync;
 	bool peer_missing;		/* the flow table refused some of the peer's */
 	bool peer_known;
-	unsigned usable_own, usable_peer;
+	unsigned up_own, up_peer;
 	size_t kernel_backlog;		/* peer flows not in the kernel yet */
 	int64_t kernel_backlog_empty_ms;
 };

@@ -852,10 +852,10 @@ static void
 rx_providers(struct session *s, const Uplinkd__Providers *p)
 {
 	s->st.peer_providers_known = true;
-	s->st.peer_usable = 0;
+	s->st.peer_up = 0;
 	for (size_t i = 0; i < p->n_providers; i++)
 		if (p->providers[i]->state == UPLINKD__PROVIDER_HEALTH__PROVIDER_UP)
-			s->st.peer_usable++;
+			s->st.peer_up++;
 	s->npeer_prov = p->n_providers;
 	for (size_t i = 0; i < p->n_providers; i++) {
 		snprintf(s->peer_prov[i].name, sizeof(s->peer_prov[i].name), "%s",

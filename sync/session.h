@@ -89,7 +89,7 @@ struct session_stats {
 	uint64_t bulk_ms_last;		/* duration of the last completed bulk */
 	uint64_t yielded;		/* own flows the master's copy replaced */
 	bool peer_providers_known;	/* the peer sent its provider states */
-	unsigned peer_usable;		/* ... providers up (drained or not) */
+	unsigned peer_up;		/* ... providers up (drained or not) */
 	/* Last minute, from session_get_lag() (it sorts the samples: for
 	 * status, not for every timer tick); < 0 without samples. */
 	double lag_p50_ms, lag_p99_ms;

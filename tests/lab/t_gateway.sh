@@ -319,8 +319,8 @@ lab_wait_for "lab_exec srv ss -lun | grep -q :5009" 10
 lab_exec client python3 "$UE" once 10.0.0.140 40140 "$SRV" 5009 first 5 >/dev/null
 flowf() { jget '[f for f in d["flows"] if f["src"] == "10.0.0.140" and f["sport"] == 40140]' flows; }
 lab_wait_for "[ \"\$(flowf)\" != '[]' ]" 10
-nat=$(jget '[(f["nat_src"], f["nat_port"]) for f in d["flows"] if f["src"] == "10.0.0.140" and f["sport"] == 40140][0]' flows)
-nat_ip=$(echo "$nat" | tr -d "()',"| cut -d' ' -f1) nat_port=$(echo "$nat" | tr -d "()',"| cut -d' ' -f2)
+read -r nat_ip nat_port < <(jget '["%s %d" % (f["nat_src"], f["nat_port"]) for f in d["flows"]
+	if f["src"] == "10.0.0.140" and f["sport"] == 40140][0]' flows)
 failed0=$(jget 'd["queue"]["safety_net_failed"]' status)
 pid=$(cat "$LAB_DIR/uplinkd-gw1.pid")
 kill -STOP "$pid"

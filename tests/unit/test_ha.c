@@ -151,8 +151,8 @@ main(void)
 	ha_update(ha, &in, 10200);
 	tap_ok(track_value() == 0, "... ready once they fit");
 	in.peer_known = true;
-	in.usable_own = 1;
-	in.usable_peer = 2;
+	in.up_own = 1;
+	in.up_peer = 2;
 	ha_update(ha, &in, 10200);
 	tap_ok(track_value() == -HA_PENALTY, "fewer providers up than the peer: not ready");
 	in.in_sync = false;
@@ -160,7 +160,7 @@ main(void)
 	tap_ok(!reason_has(ha, "providers up here"),
 	    "... but not while the two are out of sync");
 	in.in_sync = true;
-	in.usable_own = 2;
+	in.up_own = 2;
 	ha_update(ha, &in, 10300);
 	tap_ok(track_value() == 0, "as many: ready");
 	in.kernel_backlog = HA_BACKLOG_SMALL + 1;

@@ -454,9 +454,9 @@ test_hostile_peer(void)
 		evil_send(FRAME_PROVIDERS, &p.base);
 		run_until(never, 100);
 		st = stats(&gw2);
-		tap_ok(st.peer_usable <= 1,
-		    "a provider named twice counts once at most (peer_usable %u, known %d)",
-		    st.peer_usable, st.peer_providers_known);
+		tap_ok(st.peer_up <= 1,
+		    "a provider named twice counts once at most (peer_up %u, known %d)",
+		    st.peer_up, st.peer_providers_known);
 	}
 	/* A BulkEnd without its BulkBegin. */
 	{
