@@ -269,13 +269,23 @@ session_send(struct session *s, enum frame_type type, const ProtobufCMessage *ms
 		return -1;
 	}
 	if (channel_send(s->ch, s->buf, (size_t)n) == -1) {
-		/* Not queued, for want of room or of memory: either way the
-		 * flows in it are lost to the peer unless a bulk resends them
-		 * (a bulk's walk has moved past them already). */
-		if (errno == ENOBUFS)
-			session_overflow(s, "the channel's send queue is full");
-		else if (errno != ENOTCONN)
+		/* Not queued: the flows in it are lost to the peer unless a
+		 * bulk resends them (a bulk's walk has moved past them).  A
+		 * full queue is dropped with the connection: a bulk queued
+		 * behind CHANNEL_MAX_QUEUED bytes would leave the peer
+		 * reporting itself in sync, while it misses these flows, for
+		 * as long as it takes to read them; a closed connection puts
+		 * both sides out of sync at once, and the reconnect resends. */
+		if (errno == ENOBUFS) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "the peer has not read the last %u MiB queued for it",
+			    CHANNEL_MAX_QUEUED >> 20);
+			s->st.overflows++;
+			session_drop(s, why);
+		} else if (errno != ENOTCONN) {
 			session_overflow(s, "queueing a frame failed (out of memory)");
+		}
 		return -1;
 	}
 	return 0;

@@ -14,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "channel.h"
 #include "config.h"
@@ -416,6 +420,126 @@ test_receiver_full(void)
 	    "gw2 back with a full-size table, in sync");
 }
 
+/*
+ * A peer that says hello and heartbeats and reads nothing (a daemon that
+ * cannot keep up, at the extreme), run in a child process with blocking
+ * calls.  Killed by the parent, or by the alarm.
+ */
+static void __attribute__((noreturn))
+stalled_peer(uint16_t port)
+{
+	static uint8_t boot[FRAME_BOOT_ID_LEN] = { 0x5a };
+	Uplinkd__Hello h = UPLINKD__HELLO__INIT;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), small = 64 << 10;
+	char ca[256], cert[256], key[256];
+	SSL_CTX *ctx;
+	uint8_t *buf;
+	size_t len;
+	SSL *ssl;
+
+	alarm(120);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* Little kernel buffering: gw2's own queue is what fills. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	if (fd == -1 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		_exit(1);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/gw1.pem", dir);
+	snprintf(key, sizeof(key), "%s/gw1.key", dir);
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
+	    SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 ||
+	    SSL_CTX_use_certificate_file(ctx, cert, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+		_exit(1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1)
+		_exit(1);
+	h.node = (char *)"gw1";
+	h.has_major = 1;
+	h.major = FRAME_MAJOR;
+	h.has_minor = 1;
+	h.has_capabilities = 1;
+	h.capabilities = FRAME_CAPS;
+	h.has_boot_id = 1;
+	h.boot_id.data = boot;
+	h.boot_id.len = sizeof(boot);
+	if (frame_encode_alloc(FRAME_HELLO, &h.base, &buf, &len) == -1 ||
+	    SSL_write(ssl, buf, (int)len) != (int)len)
+		_exit(1);
+	free(buf);
+	/* Alive all the same: gw2's dead-peer timer must not be what ends
+	 * the connection. */
+	for (;;) {
+		Uplinkd__Heartbeat hb = UPLINKD__HEARTBEAT__INIT;
+
+		usleep(200 * 1000);
+		if (frame_encode_alloc(FRAME_HEARTBEAT, &hb.base, &buf, &len) == -1 ||
+		    SSL_write(ssl, buf, (int)len) != (int)len)
+			_exit(0);	/* gw2 closed the connection */
+		free(buf);
+	}
+}
+
+/*
+ * The send queue fills (CHANNEL_MAX_QUEUED unread): gw2 drops the
+ * connection, so that both sides say at once that they are out of sync,
+ * rather than queue a resend behind 64 MiB that the peer may never read.
+ */
+static void
+test_stalled_peer(void)
+{
+	uint64_t before = stats(&gw2).overflows, sent;
+	int64_t deadline;
+	char *err = NULL;
+	int status = -1;
+	uint32_t i = 0;
+	pid_t pid;
+
+	fflush(stdout);
+	if ((pid = fork()) == 0)
+		stalled_peer(gw2.port);
+	tap_ok(pid > 0 && run_until(gw2_connected, 10000),
+	    "a peer that says hello and then reads nothing is connected");
+	sent = stats(&gw2).upserts_sent;
+	deadline = ev_clock_us() / 1000 + 60000;
+	while (stats(&gw2).connected && ev_clock_us() / 1000 < deadline) {
+		for (int k = 0; k < 5000; k++, i++) {
+			struct flow f = mkflow(2000000 + i % 50000, 0);
+
+			session_own_upsert(gw2.s, &f, ev_clock_us());
+		}
+		run_until(never, 1);
+	}
+	{
+		struct emit *e = emit_create(EMIT_JSON);
+		const char *text;
+		struct json *j;
+		char jerr[128];
+		size_t len;
+
+		session_report(gw2.s, gw2.cfg, e, true);
+		if ((text = emit_finish(e, &len)) != NULL &&
+		    (j = json_parse(text, len, jerr, sizeof(jerr))) != NULL) {
+			const char *v = json_str(json_root(j), "last_error");
+
+			err = v ? strdup(v) : NULL;
+			json_destroy(j);
+		}
+		emit_destroy(e);
+	}
+	tap_ok(!stats(&gw2).connected && stats(&gw2).overflows == before + 1 &&
+	    err && strstr(err, "has not read"),
+	    "after %u changes (%llu sent) its full queue dropped the connection, counted: %s", i,
+	    (unsigned long long)(stats(&gw2).upserts_sent - sent), err ? err : "(no error)");
+	free(err);
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	tap_ok(stats(&gw2).pending == 0, "nothing left pending for the gone peer");
+}
+
 static void
 test_hostile_peer(void)
 {
@@ -775,6 +899,7 @@ main(void)
 	}
 
 	test_hostile_peer();
+	test_stalled_peer();
 
 	node_stop(&gw1);
 	node_stop(&gw2);
